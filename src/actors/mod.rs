@@ -1,0 +1,90 @@
+//! The token shards: N `TokenShard` actors, each on its own arbiter thread, each the only
+//! owner and writer of one partition of token state.
+//!
+//! Routing needs no lookup table: a token's digest names its shard (`TokenDigest::shard`), so
+//! every HTTP worker computes the same owner for the same token and sends its message straight
+//! there. Because one actor handles one message at a time, the operations on a token (issue,
+//! introspect, revoke) are serialised without locks.
+
+mod shard;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter, ArbiterHandle, Handler, MailboxError, Message};
+use metrics::Gauge;
+
+pub use shard::{IntrospectToken, IssueToken, Ping, Revocation, RevokeToken, TokenShard};
+
+use crate::crypto::TokenDigest;
+use crate::store::{GroupCommit, TokenPartition};
+
+struct ShardHandle {
+    addr: Addr<TokenShard>,
+    /// Incremented here when a message is sent, decremented by the shard when it takes the
+    /// message: the number of messages waiting in that shard's mailbox.
+    depth: Gauge,
+}
+
+/// Cheap to clone; every HTTP worker holds one. The shard threads stop when the last clone drops.
+#[derive(Clone)]
+pub struct ShardRouter {
+    shards: Arc<[ShardHandle]>,
+    _threads: Arc<ShardThreads>,
+}
+
+struct ShardThreads(Vec<ArbiterHandle>);
+
+impl Drop for ShardThreads {
+    fn drop(&mut self) {
+        for arbiter in &self.0 {
+            arbiter.stop();
+        }
+    }
+}
+
+impl ShardRouter {
+    /// Starts one shard per partition, shard `k` on its own arbiter thread owning partition `k`.
+    /// Must be called inside an actix `System`.
+    pub fn start(partitions: Vec<TokenPartition>, commit: Arc<GroupCommit>, sweep_interval: Duration) -> Self {
+        let mut shards = Vec::with_capacity(partitions.len());
+        let mut threads = Vec::with_capacity(partitions.len());
+        for (index, partition) in partitions.into_iter().enumerate() {
+            let arbiter = Arbiter::new().handle();
+            let depth = crate::metrics::mailbox_gauge(index);
+            let shard = TokenShard::new(index, partition, Arc::clone(&commit), depth.clone(), sweep_interval);
+            let addr = TokenShard::start_in_arbiter(&arbiter, move |_| shard);
+            shards.push(ShardHandle { addr, depth });
+            threads.push(arbiter);
+        }
+        Self {
+            shards: shards.into(),
+            _threads: Arc::new(ShardThreads(threads)),
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Sends `msg` to the shard that owns `digest` and awaits its reply.
+    pub async fn send<M>(&self, digest: &TokenDigest, msg: M) -> Result<M::Result, MailboxError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        TokenShard: Handler<M>,
+    {
+        let shard = &self.shards[digest.shard(self.shards.len())];
+        shard.depth.increment(1.0);
+        shard.addr.send(msg).await
+    }
+
+    /// Whether every shard answers a ping within `timeout`.
+    pub async fn all_answer(&self, timeout: Duration) -> bool {
+        let pings = self.shards.iter().map(|s| {
+            s.depth.increment(1.0);
+            s.addr.send(Ping).timeout(timeout)
+        });
+        futures_util::future::join_all(pings).await.iter().all(|r| r.is_ok())
+    }
+}

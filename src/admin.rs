@@ -1,0 +1,177 @@
+//! Client registration rules, shared by the config file, the CLI and the admin API, so that a
+//! client is validated the same way whichever door it comes in by.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RawClient;
+use crate::crypto::ServerKey;
+use crate::oauth::{GrantType, Scope};
+use crate::store::ClientRecord;
+
+/// A client as an administrator describes it, secret in the clear (it is digested here).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ClientSpec {
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<GrantType>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// What the admin API and `tessera client list` show of a client: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientView {
+    pub client_id: String,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+}
+
+impl From<&ClientRecord> for ClientView {
+    fn from(c: &ClientRecord) -> Self {
+        ClientView {
+            client_id: c.client_id.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            grant_types: c.grant_types.clone(),
+            scopes: c.scopes.clone(),
+        }
+    }
+}
+
+impl From<RawClient> for ClientSpec {
+    fn from(c: RawClient) -> Self {
+        ClientSpec {
+            client_id: c.client_id,
+            client_secret: c.client_secret,
+            redirect_uris: c.redirect_uris,
+            grant_types: c.grant_types,
+            scopes: c.scopes,
+        }
+    }
+}
+
+impl ClientSpec {
+    /// Validates the spec and digests its secret. Errors are sentences for an administrator.
+    pub fn into_record(self, key: &ServerKey) -> Result<ClientRecord, String> {
+        if self.client_id.is_empty()
+            || self.client_id.len() > 128
+            || !self.client_id.bytes().all(|b| (0x21..0x7f).contains(&b))
+        {
+            return Err("client_id must be 1 to 128 printable ASCII characters without spaces".into());
+        }
+        if self.client_secret.len() < 8 {
+            return Err("client_secret must be at least 8 characters".into());
+        }
+        for uri in &self.redirect_uris {
+            validate_redirect_uri(uri)?;
+        }
+        let scope =
+            Scope::parse(&self.scopes.join(" ")).map_err(|_| "scopes must be RFC 6749 scope tokens".to_string())?;
+        if scope.tokens().len() != self.scopes.len() {
+            return Err("scopes must be single tokens without spaces or repeats".into());
+        }
+        if self.grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
+            return Err("a client with the authorization_code grant needs at least one redirect URI".into());
+        }
+        let mut grant_types = self.grant_types;
+        grant_types.dedup();
+        Ok(ClientRecord {
+            secret_digest: key.secret_digest(&self.client_secret),
+            client_id: self.client_id,
+            redirect_uris: self.redirect_uris,
+            grant_types,
+            scopes: self.scopes,
+        })
+    }
+}
+
+/// RFC 6749 §3.1.2: an absolute URI without a fragment. Registered URIs are later compared by
+/// exact string match, so nothing is normalised here.
+fn validate_redirect_uri(uri: &str) -> Result<(), String> {
+    let scheme_end = uri
+        .find("://")
+        .ok_or_else(|| format!("redirect URI {uri:?} is not absolute"))?;
+    let scheme = &uri[..scheme_end];
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+        return Err(format!("redirect URI {uri:?} has no valid scheme"));
+    }
+    if uri.len() == scheme_end + 3 {
+        return Err(format!("redirect URI {uri:?} has no host"));
+    }
+    if uri.contains('#') {
+        return Err(format!("redirect URI {uri:?} must not have a fragment"));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("redirect URI {uri:?} contains whitespace"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ClientSpec {
+        ClientSpec {
+            client_id: "app".into(),
+            client_secret: "long-enough".into(),
+            redirect_uris: vec!["http://127.0.0.1:3001/callback".into()],
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::ClientCredentials],
+            scopes: vec!["read".into(), "write".into()],
+        }
+    }
+
+    #[test]
+    fn valid_spec_becomes_a_record_with_a_digest() {
+        let key = ServerKey::from_bytes(&[1; 32]).unwrap();
+        let r = spec().into_record(&key).unwrap();
+        assert!(r.secret_digest.matches(&key.secret_digest("long-enough")));
+        assert_eq!(ClientView::from(&r).scopes, ["read", "write"]);
+    }
+
+    #[test]
+    fn invalid_specs_are_refused() {
+        let key = ServerKey::from_bytes(&[1; 32]).unwrap();
+        let bad = [
+            ClientSpec {
+                client_id: "".into(),
+                ..spec()
+            },
+            ClientSpec {
+                client_id: "has space".into(),
+                ..spec()
+            },
+            ClientSpec {
+                client_secret: "short".into(),
+                ..spec()
+            },
+            ClientSpec {
+                redirect_uris: vec!["/relative".into()],
+                ..spec()
+            },
+            ClientSpec {
+                redirect_uris: vec!["https://a.example/cb#frag".into()],
+                ..spec()
+            },
+            ClientSpec {
+                redirect_uris: vec![],
+                ..spec()
+            },
+            ClientSpec {
+                scopes: vec!["two words".into()],
+                ..spec()
+            },
+            ClientSpec {
+                scopes: vec!["bad\"quote".into()],
+                ..spec()
+            },
+        ];
+        for s in bad {
+            let id = s.client_id.clone();
+            assert!(s.into_record(&key).is_err(), "accepted {id:?}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The authority: the OAuth operations Tessera offers, over the client registry and the token
+//! shards. It knows neither HTTP nor sled; handlers call it with typed, validated requests and the
+//! current time, and map its typed results to responses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::actors::{IntrospectToken, IssueToken, Revocation, RevokeToken, ShardRouter};
+use crate::crypto::{mint_token, SecretDigest, ServerKey, TokenKind};
+use crate::metrics::{self as m, HotCounters};
+use crate::oauth::{scope, GrantRequest, OAuthError, PresentedClient};
+use crate::store::{ClientRecord, ClientRegistry, StoreError, TokenRecord, TokenType};
+
+/// Longest string accepted as a token; anything longer cannot be one of ours and is answered
+/// without a digest or a shard hop.
+const MAX_TOKEN_LEN: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("token shard unavailable: {0}")]
+    ShardUnavailable(#[from] actix::MailboxError),
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+}
+
+/// An introspection response (RFC 7662 §2.2). An inactive token serialises as
+/// `{"active":false}` and nothing else.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+impl Introspection {
+    pub const INACTIVE: Introspection = Introspection {
+        active: false,
+        scope: None,
+        client_id: None,
+        token_type: None,
+        exp: None,
+        iat: None,
+        iss: None,
+        sub: None,
+        aud: None,
+    };
+}
+
+#[derive(Clone)]
+pub struct Authority {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: ServerKey,
+    clients: ClientRegistry,
+    shards: ShardRouter,
+    issuer: Arc<str>,
+    access_ttl: u64,
+    counters: HotCounters,
+    /// Compared against when the client id is unknown, so that an unknown client costs the
+    /// same time as a wrong secret.
+    decoy: SecretDigest,
+}
+
+impl Authority {
+    pub fn new(
+        key: ServerKey,
+        clients: ClientRegistry,
+        shards: ShardRouter,
+        issuer: Arc<str>,
+        access_ttl: Duration,
+    ) -> Self {
+        let decoy = key.secret_digest("tessera-decoy-secret");
+        Self {
+            inner: Arc::new(Inner {
+                key,
+                clients,
+                shards,
+                issuer,
+                access_ttl: access_ttl.as_secs(),
+                counters: HotCounters::new(),
+                decoy,
+            }),
+        }
+    }
+
+    pub fn key(&self) -> &ServerKey {
+        &self.inner.key
+    }
+
+    pub fn clients(&self) -> &ClientRegistry {
+        &self.inner.clients
+    }
+
+    pub fn issuer(&self) -> &Arc<str> {
+        &self.inner.issuer
+    }
+
+    /// Checks presented credentials against the registry. The secret is digested and compared
+    /// in constant time; unknown clients and wrong secrets fail alike, as `invalid_client`.
+    pub fn authenticate(&self, presented: &PresentedClient) -> Result<Arc<ClientRecord>, OAuthError> {
+        let offered = self.inner.key.secret_digest(&presented.secret);
+        let client = self.inner.clients.get(&presented.client_id);
+        let expected = client.as_ref().map_or(&self.inner.decoy, |c| &c.secret_digest);
+        let secret_ok = expected.matches(&offered);
+        match client {
+            Some(c) if secret_ok => Ok(c),
+            _ => {
+                self.inner.counters.auth_failures.increment(1);
+                tracing::info!(client_id = %presented.client_id, "client authentication failed");
+                Err(OAuthError::InvalidClient)
+            }
+        }
+    }
+
+    /// Runs a token grant for an authenticated client. The reply comes after the new token is
+    /// durable.
+    pub async fn grant(
+        &self,
+        client: &ClientRecord,
+        grant: GrantRequest,
+        now: u64,
+    ) -> Result<IssuedToken, AuthorityError> {
+        if !client.may_use(grant.grant_type()) {
+            return Err(
+                OAuthError::UnauthorizedClient("the client is not registered for this grant type".into()).into(),
+            );
+        }
+        match grant {
+            GrantRequest::ClientCredentials { scope: requested } => {
+                let granted = scope::grantable(requested, &client.scopes)?;
+                let record = TokenRecord {
+                    token_type: TokenType::Access,
+                    client_id: client.client_id.clone(),
+                    scope: granted.to_wire(),
+                    sub: None,
+                    aud: None,
+                    iat: now,
+                    exp: now + self.inner.access_ttl,
+                };
+                let access_token = self.issue(record.clone()).await?;
+                m::token_issued("client_credentials");
+                Ok(IssuedToken {
+                    access_token,
+                    token_type: "Bearer",
+                    expires_in: self.inner.access_ttl,
+                    scope: record.scope,
+                })
+            }
+        }
+    }
+
+    /// Mints an access token for `record`, stores it on its shard, and returns it once durable.
+    async fn issue(&self, record: TokenRecord) -> Result<String, AuthorityError> {
+        let token = mint_token(TokenKind::Access);
+        let digest = self.inner.key.token_digest(&token);
+        self.inner.shards.send(&digest, IssueToken { digest, record }).await??;
+        Ok(token)
+    }
+
+    /// RFC 7662 introspection of `token` at time `now`.
+    pub async fn introspect(&self, token: &str, now: u64) -> Result<Introspection, AuthorityError> {
+        let record = if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            None
+        } else {
+            let digest = self.inner.key.token_digest(token);
+            self.inner
+                .shards
+                .send(&digest, IntrospectToken { digest, now })
+                .await??
+        };
+        let Some(r) = record else {
+            self.inner.counters.introspect_inactive.increment(1);
+            return Ok(Introspection::INACTIVE);
+        };
+        self.inner.counters.introspect_active.increment(1);
+        Ok(Introspection {
+            active: true,
+            scope: Some(r.scope),
+            client_id: Some(r.client_id),
+            token_type: Some("Bearer"),
+            exp: Some(r.exp),
+            iat: Some(r.iat),
+            iss: Some(Arc::clone(&self.inner.issuer)),
+            sub: r.sub,
+            aud: r.aud,
+        })
+    }
+
+    /// RFC 7009 revocation by `client` of one of its own tokens. Unknown tokens succeed
+    /// silently (§2.2); a token of another client is refused and left alone.
+    pub async fn revoke(&self, client: &ClientRecord, token: &str) -> Result<(), AuthorityError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Ok(());
+        }
+        let digest = self.inner.key.token_digest(token);
+        let msg = RevokeToken {
+            digest,
+            client_id: client.client_id.clone(),
+        };
+        match self.inner.shards.send(&digest, msg).await?? {
+            Revocation::Revoked => {
+                m::token_revoked();
+                Ok(())
+            }
+            Revocation::NotFound => Ok(()),
+            Revocation::NotOwner => {
+                Err(OAuthError::UnauthorizedClient("the token was not issued to this client".into()).into())
+            }
+        }
+    }
+
+    /// Whether every shard answers.
+    pub async fn ready(&self) -> bool {
+        self.inner.shards.all_answer(Duration::from_secs(2)).await
+    }
+}

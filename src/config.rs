@@ -1,0 +1,329 @@
+//! Configuration in two steps: a raw layer (TOML file, then `TESSERA_*` environment overrides,
+//! then built-in defaults) that only deserialises, and validated [`Settings`] that the rest of
+//! the program receives explicitly. Nothing reads configuration from a global.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::oauth::GrantType;
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:4000";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 3600;
+
+/// The file format, field for field. Every field is optional.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub issuer: Option<String>,
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// Token shards; defaults to the number of cores.
+    pub shards: Option<usize>,
+    /// HTTP worker threads; defaults to the number of cores.
+    pub workers: Option<usize>,
+    pub access_token_ttl_secs: Option<u64>,
+    pub sweep_interval_secs: Option<u64>,
+    /// sled page cache, in MiB.
+    pub cache_mib: Option<u64>,
+    /// File holding the server key (at least 32 bytes); default `<data_dir>/server.key`.
+    pub server_key_file: Option<PathBuf>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+    /// Only from `TESSERA_SERVER_KEY` (base64): a key never belongs in a config file.
+    #[serde(skip)]
+    pub server_key: Option<String>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<GrantType>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("environment variable {name} is invalid: {reason}")]
+    Env { name: &'static str, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source: Box::new(source),
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Applies `TESSERA_*` overrides from `env` (a lookup function, so tests need not touch the
+    /// process environment).
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn num<T: std::str::FromStr>(
+            env: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+        ) -> Result<Option<T>, ConfigError> {
+            env(name)
+                .map(|v| {
+                    v.trim().parse::<T>().map_err(|_| ConfigError::Env {
+                        name,
+                        reason: format!("not a number: {v:?}"),
+                    })
+                })
+                .transpose()
+        }
+        if let Some(v) = env("TESSERA_ISSUER") {
+            self.issuer = Some(v);
+        }
+        if let Some(v) = env("TESSERA_BIND") {
+            self.bind = Some(v);
+        }
+        if let Some(v) = env("TESSERA_DATA_DIR") {
+            self.data_dir = Some(v.into());
+        }
+        if let Some(v) = env("TESSERA_SERVER_KEY") {
+            self.server_key = Some(v);
+        }
+        if let Some(v) = env("TESSERA_SERVER_KEY_FILE") {
+            self.server_key_file = Some(v.into());
+        }
+        if let Some(v) = num(&env, "TESSERA_SHARDS")? {
+            self.shards = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_WORKERS")? {
+            self.workers = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_ACCESS_TOKEN_TTL_SECS")? {
+            self.access_token_ttl_secs = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_SWEEP_INTERVAL_SECS")? {
+            self.sweep_interval_secs = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_CACHE_MIB")? {
+            self.cache_mib = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Validates into [`Settings`], filling defaults.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let bind = self.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        let issuer = self.issuer.unwrap_or_else(|| format!("http://{bind}"));
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) || issuer.contains(['?', '#']) {
+            return Err(ConfigError::Invalid(format!(
+                "issuer {issuer:?} must be an http(s) URL without query or fragment"
+            )));
+        }
+        let shards = self.shards.unwrap_or(cores);
+        if !(1..=256).contains(&shards) {
+            return Err(ConfigError::Invalid(format!(
+                "shards must be between 1 and 256, got {shards}"
+            )));
+        }
+        let workers = self.workers.unwrap_or(cores);
+        if !(1..=256).contains(&workers) {
+            return Err(ConfigError::Invalid(format!(
+                "workers must be between 1 and 256, got {workers}"
+            )));
+        }
+        let ttl = self.access_token_ttl_secs.unwrap_or(DEFAULT_ACCESS_TOKEN_TTL_SECS);
+        if ttl == 0 {
+            return Err(ConfigError::Invalid("access_token_ttl_secs must be positive".into()));
+        }
+        let mut clients = Vec::with_capacity(self.clients.len());
+        for c in self.clients {
+            if c.client_id.is_empty() || c.client_secret.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "every [[clients]] entry needs a client_id and a client_secret".into(),
+                ));
+            }
+            if clients.iter().any(|o: &RawClient| o.client_id == c.client_id) {
+                return Err(ConfigError::Invalid(format!(
+                    "client {:?} is listed twice",
+                    c.client_id
+                )));
+            }
+            clients.push(c);
+        }
+        let data_dir = self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        Ok(Settings {
+            issuer: issuer.into(),
+            bind,
+            server_key_file: self.server_key_file.unwrap_or_else(|| data_dir.join("server.key")),
+            server_key: self.server_key,
+            data_dir,
+            shards,
+            workers,
+            access_token_ttl: Duration::from_secs(ttl),
+            sweep_interval: Duration::from_secs(self.sweep_interval_secs.unwrap_or(30).max(1)),
+            cache_bytes: self.cache_mib.unwrap_or(256) * 1024 * 1024,
+            max_body_bytes: self.max_body_bytes.unwrap_or(16 * 1024),
+            clients,
+        })
+    }
+}
+
+/// Validated settings.
+#[derive(Clone)]
+pub struct Settings {
+    pub issuer: Arc<str>,
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub server_key_file: PathBuf,
+    /// Base64 server key from the environment; overrides `server_key_file`.
+    pub server_key: Option<String>,
+    pub shards: usize,
+    pub workers: usize,
+    pub access_token_ttl: Duration,
+    pub sweep_interval: Duration,
+    pub cache_bytes: u64,
+    pub max_body_bytes: usize,
+    /// Clients created or updated at start.
+    pub clients: Vec<RawClient>,
+}
+
+impl std::fmt::Debug for Settings {
+    // Spelled out so that the server key and client secrets can never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("issuer", &self.issuer)
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("shards", &self.shards)
+            .field("workers", &self.workers)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field(
+                "clients",
+                &self.clients.iter().map(|c| &c.client_id).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Loads the file (if any), applies the process environment, validates.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut raw = match config_file {
+            Some(path) => RawConfig::from_file(path)?,
+            None => RawConfig::default(),
+        };
+        raw.apply_env(|name| std::env::var(name).ok())?;
+        raw.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+issuer = "http://127.0.0.1:4000"
+bind = "127.0.0.1:4000"
+data_dir = "./data"
+
+[[clients]]
+client_id = "demo-client"
+client_secret = "demo-secret"
+redirect_uris = ["http://127.0.0.1:3001/callback"]
+grant_types = ["authorization_code", "refresh_token", "client_credentials"]
+scopes = ["openid", "profile", "email", "read", "write", "offline_access"]
+
+[[clients]]
+client_id = "api-server"        # a resource server: may introspect, may not get tokens
+client_secret = "api-secret"
+grant_types = []
+scopes = []
+"#;
+
+    #[test]
+    fn the_documented_file_shape_parses() {
+        let s = RawConfig::from_toml(SAMPLE).unwrap().validate().unwrap();
+        assert_eq!(&*s.issuer, "http://127.0.0.1:4000");
+        assert_eq!(s.clients.len(), 2);
+        assert_eq!(s.clients[0].grant_types.len(), 3);
+        assert!(s.clients[1].grant_types.is_empty());
+        assert_eq!(s.access_token_ttl, Duration::from_secs(3600));
+        assert_eq!(s.server_key_file, PathBuf::from("./data/server.key"));
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let s = RawConfig::default().validate().unwrap();
+        assert_eq!(s.bind, DEFAULT_BIND);
+        assert_eq!(&*s.issuer, "http://127.0.0.1:4000");
+        assert!(s.shards >= 1);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut raw = RawConfig::from_toml(SAMPLE).unwrap();
+        raw.apply_env(|k| match k {
+            "TESSERA_BIND" => Some("127.0.0.1:9999".into()),
+            "TESSERA_ISSUER" => Some("https://auth.example/".into()),
+            "TESSERA_SHARDS" => Some("3".into()),
+            _ => None,
+        })
+        .unwrap();
+        let s = raw.validate().unwrap();
+        assert_eq!(s.bind, "127.0.0.1:9999");
+        assert_eq!(&*s.issuer, "https://auth.example");
+        assert_eq!(s.shards, 3);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let mut raw = RawConfig::default();
+        let err = raw
+            .apply_env(|k| (k == "TESSERA_SHARDS").then(|| "many".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("TESSERA_SHARDS"));
+        assert!(RawConfig {
+            shards: Some(0),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(RawConfig {
+            issuer: Some("ftp://x".into()),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(RawConfig::from_toml("unknown_key = 1").is_err());
+        assert!(
+            RawConfig::from_toml("[[clients]]\nclient_id='a'\nclient_secret='b'\ngrant_types=['password']").is_err()
+        );
+        let dup = "[[clients]]\nclient_id='a'\nclient_secret='b'\n[[clients]]\nclient_id='a'\nclient_secret='c'";
+        assert!(RawConfig::from_toml(dup).unwrap().validate().is_err());
+    }
+}

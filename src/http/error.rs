@@ -1,0 +1,147 @@
+//! The one place where errors become HTTP responses.
+//!
+//! - `invalid_client` → 401 with `WWW-Authenticate: Basic` (RFC 6749 §5.2);
+//! - other OAuth errors → 400 with `{"error", "error_description"}`;
+//! - an oversized body → 413; a malformed or mistyped body → 400 `invalid_request`;
+//! - storage or shard failures → 500/503 with no detail (the detail goes to the log, here);
+//! - every error response carries `Cache-Control: no-store`.
+//!
+//! Errors caused by bad input are not logged: they are the client's business, not the
+//! operator's, and logging them would let any client fill the log.
+
+use actix_web::error::{JsonPayloadError, UrlencodedError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::authority::AuthorityError;
+use crate::oauth::OAuthError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    OAuth(OAuthError),
+    PayloadTooLarge,
+    /// The admin credential was missing or wrong.
+    AdminUnauthorized,
+    NotFound,
+    /// A failure of ours: storage, a stopped shard.
+    Internal,
+    Unavailable,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code())
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
+}
+
+impl ApiError {
+    fn code(&self) -> &str {
+        match self {
+            ApiError::OAuth(e) => e.code(),
+            ApiError::PayloadTooLarge => "invalid_request",
+            ApiError::AdminUnauthorized => "unauthorized",
+            ApiError::NotFound => "not_found",
+            ApiError::Internal => "server_error",
+            ApiError::Unavailable => "temporarily_unavailable",
+        }
+    }
+
+    fn description(&self) -> Option<&str> {
+        match self {
+            ApiError::OAuth(e) => e.description(),
+            ApiError::PayloadTooLarge => Some("request body too large"),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::OAuth(OAuthError::InvalidClient) | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::OAuth(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"));
+        match self {
+            ApiError::OAuth(OAuthError::InvalidClient) => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"tessera\", charset=\"UTF-8\""));
+            }
+            ApiError::AdminUnauthorized => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"tessera-admin\""));
+            }
+            ApiError::Unavailable => {
+                res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        res.json(ErrorBody {
+            error: self.code(),
+            error_description: self.description(),
+        })
+    }
+}
+
+impl From<OAuthError> for ApiError {
+    fn from(e: OAuthError) -> Self {
+        ApiError::OAuth(e)
+    }
+}
+
+impl From<AuthorityError> for ApiError {
+    fn from(e: AuthorityError) -> Self {
+        match e {
+            AuthorityError::OAuth(e) => ApiError::OAuth(e),
+            AuthorityError::Store(e) => {
+                tracing::error!(error = %e, "storage failure while serving a request");
+                ApiError::Internal
+            }
+            AuthorityError::ShardUnavailable(e) => {
+                tracing::error!(error = %e, "token shard did not answer");
+                ApiError::Unavailable
+            }
+        }
+    }
+}
+
+impl From<UrlencodedError> for ApiError {
+    fn from(e: UrlencodedError) -> Self {
+        match e {
+            UrlencodedError::Overflow { .. } => ApiError::PayloadTooLarge,
+            UrlencodedError::ContentType => {
+                OAuthError::invalid_request("the body must be application/x-www-form-urlencoded").into()
+            }
+            UrlencodedError::Parse(_) => {
+                OAuthError::invalid_request("the form body is malformed or repeats a parameter").into()
+            }
+            _ => OAuthError::invalid_request("the request body could not be read").into(),
+        }
+    }
+}
+
+impl From<JsonPayloadError> for ApiError {
+    fn from(e: JsonPayloadError) -> Self {
+        match e {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                ApiError::PayloadTooLarge
+            }
+            other => OAuthError::InvalidRequest(format!("invalid JSON body: {other}").into()).into(),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The HTTP surface (actix-web). Handlers parse and validate, authenticate the client, make one
+//! call to the [`Authority`], and map the reply; they hold no token logic and never touch sled.
+
+mod admin;
+pub mod error;
+mod meta;
+mod oauth;
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+pub use meta::discovery_document;
+
+use crate::authority::Authority;
+use crate::crypto::SecretDigest;
+use error::ApiError;
+
+/// Shared by every worker (`web::Data` is an `Arc`).
+pub struct AppState {
+    pub authority: Authority,
+    /// Digest of this run's admin credential.
+    pub admin_digest: SecretDigest,
+    /// The RFC 8414 document, serialised once.
+    pub discovery: web::Bytes,
+}
+
+/// Registers every route, with the body limits and the error mapping of the extractors.
+pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let form = web::FormConfig::default()
+            .limit(max_body_bytes)
+            .error_handler(|e, _| ApiError::from(e).into());
+        let json = web::JsonConfig::default()
+            .limit(max_body_bytes)
+            .error_handler(|e, _| ApiError::from(e).into());
+        let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());
+        cfg.app_data(state)
+            .app_data(form)
+            .app_data(json)
+            .app_data(path)
+            .service(post_only("/oauth/token", oauth::token))
+            .service(post_only("/oauth/introspect", oauth::introspect))
+            .service(post_only("/oauth/revoke", oauth::revoke))
+            .service(get_only("/.well-known/oauth-authorization-server", meta::discovery))
+            .service(get_only("/health", meta::health))
+            .service(get_only("/ready", meta::ready))
+            .service(get_only("/metrics", meta::metrics))
+            .service(
+                web::resource("/admin/clients")
+                    .route(web::get().to(admin::list_clients))
+                    .route(web::post().to(admin::put_client))
+                    .default_service(web::to(|| method_not_allowed("GET, POST"))),
+            )
+            .service(
+                web::resource("/admin/clients/{client_id}")
+                    .route(web::delete().to(admin::remove_client))
+                    .default_service(web::to(|| method_not_allowed("DELETE"))),
+            )
+            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
+    }
+}
+
+fn post_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(|| method_not_allowed("POST")))
+}
+
+fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(|| method_not_allowed("GET")))
+}
+
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allow))
+        .json(serde_json::json!({"error": "method_not_allowed"}))
+}
+
+/// Middleware body: counts each request by route pattern and status, and times it. The route
+/// label is the matched pattern (never the raw path), so label cardinality stays bounded.
+pub async fn observe<B: MessageBody>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let started = Instant::now();
+    let res = next.call(req).await?;
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let status = res.status();
+    crate::metrics::http_observed(route, status_label(status.as_u16()), started.elapsed());
+    tracing::debug!(method = %res.request().method(), path = res.request().path(), status = status.as_u16(), "request");
+    Ok(res)
+}
+
+fn status_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        500 => "500",
+        503 => "503",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

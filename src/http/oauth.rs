@@ -1,0 +1,85 @@
+//! The OAuth endpoints: token (RFC 6749 §3.2), introspection (RFC 7662) and revocation
+//! (RFC 7009). Each handler parses the form, authenticates the client, makes one call to the
+//! authority, and maps the reply.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::oauth::{client_auth, GrantRequest, TokenForm};
+use crate::store::ClientRecord;
+
+/// The body of introspection and revocation requests. `token_type_hint` is not read: a server
+/// that cannot find the token under the hint must search all types anyway (RFC 7009 §2.1), and
+/// Tessera's lookup is the same for every type.
+#[derive(Debug, Deserialize)]
+pub struct TokenParamForm {
+    pub token: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    id: Option<&str>,
+    secret: Option<&str>,
+) -> Result<std::sync::Arc<ClientRecord>, ApiError> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|h| h.to_str().unwrap_or(""));
+    let presented = client_auth::presented_client(header, id, secret)?;
+    Ok(state.authority.authenticate(&presented)?)
+}
+
+/// JSON with the headers RFC 6749 §5.1 requires on anything that carries a token.
+fn no_store_json<T: Serialize>(body: &T) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}
+
+fn required_token(form: &TokenParamForm) -> Result<&str, ApiError> {
+    form.token
+        .as_deref()
+        .ok_or_else(|| crate::oauth::OAuthError::invalid_request("token is required").into())
+}
+
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<TokenForm>,
+) -> Result<HttpResponse, ApiError> {
+    let client = authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
+    let grant = GrantRequest::from_form(&form)?;
+    let issued = state.authority.grant(&client, grant, crate::unix_now()).await?;
+    Ok(no_store_json(&issued))
+}
+
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<TokenParamForm>,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
+    let token = required_token(&form)?;
+    let answer = state.authority.introspect(token, crate::unix_now()).await?;
+    Ok(no_store_json(&answer))
+}
+
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<TokenParamForm>,
+) -> Result<HttpResponse, ApiError> {
+    let client = authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
+    let token = required_token(&form)?;
+    state.authority.revoke(&client, token).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}

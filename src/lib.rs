@@ -1,0 +1,37 @@
+//! Tessera: an OAuth 2.1 authorization server built for fast, durable token introspection.
+//!
+//! # Layout
+//! - [`config`]: raw configuration (TOML, environment) validated into [`config::Settings`].
+//! - [`oauth`]: protocol rules (scopes, client credentials, grants, error vocabulary); no HTTP,
+//!   no storage.
+//! - [`crypto`]: the server key, token minting, HMAC digests, constant-time comparison.
+//! - [`store`]: sled trees, records, the client registry, group commit; no HTTP, no actors.
+//! - [`actors`]: the `TokenShard` actors, each owning one partition, and the router to them.
+//! - [`authority`]: the OAuth operations, over the registry and the shards; no HTTP.
+//! - [`http`]: actix-web handlers, the single error-to-response mapping, metrics middleware.
+//! - [`admin`]: client registration rules shared by the config file, CLI and admin API.
+//! - [`datadir`]: the files beside the database (server key, admin credential).
+//! - [`server`]: assembles all of the above into a running server.
+//!
+//! See `ARCHITECTURE.md` for the request flow and the invariants each layer keeps.
+
+pub mod actors;
+pub mod admin;
+pub mod authority;
+pub mod config;
+pub mod crypto;
+pub mod datadir;
+pub mod http;
+pub mod metrics;
+pub mod oauth;
+pub mod server;
+pub mod store;
+
+/// Seconds since the Unix epoch. Read once per request at the edge and passed down, so the
+/// protocol and storage layers take time as a value.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

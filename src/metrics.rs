@@ -1,0 +1,130 @@
+//! Prometheus metrics: every metric name Tessera exposes is defined here, once.
+//!
+//! The recorder is process-wide (the `metrics` facade has one global recorder), installed on first
+//! use; several servers in one process, as in the tests, share it.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram, Counter, Gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
+pub const HTTP_DURATION: &str = "tessera_http_request_duration_seconds";
+pub const INTROSPECTIONS: &str = "tessera_introspections_total";
+pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
+pub const TOKENS_REVOKED: &str = "tessera_tokens_revoked_total";
+pub const TOKENS_SWEPT: &str = "tessera_tokens_swept_total";
+pub const CLIENT_AUTH_FAILURES: &str = "tessera_client_auth_failures_total";
+pub const SHARD_MAILBOX_DEPTH: &str = "tessera_shard_mailbox_depth";
+pub const FLUSH_BATCH_SIZE: &str = "tessera_flush_batch_size";
+pub const FLUSH_DURATION: &str = "tessera_flush_duration_seconds";
+
+/// Every metric name, for documentation checks and dashboards.
+pub const ALL: &[&str] = &[
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    INTROSPECTIONS,
+    TOKENS_ISSUED,
+    TOKENS_REVOKED,
+    TOKENS_SWEPT,
+    CLIENT_AUTH_FAILURES,
+    SHARD_MAILBOX_DEPTH,
+    FLUSH_BATCH_SIZE,
+    FLUSH_DURATION,
+];
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder if no one has, and returns the handle that renders it.
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(FLUSH_BATCH_SIZE.into()), BATCH_BUCKETS))
+            .expect("bucket lists are non-empty")
+            .install_recorder()
+            .expect("no other metrics recorder is installed in this process");
+        // Histograms accumulate between renders; upkeep bounds that memory when nobody scrapes.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("tessera-metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(5));
+                upkeep.run_upkeep();
+            })
+            .expect("spawning the metrics upkeep thread");
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency by route");
+    describe_counter!(INTROSPECTIONS, "Introspections by result (active, inactive)");
+    describe_counter!(TOKENS_ISSUED, "Tokens issued by grant type");
+    describe_counter!(TOKENS_REVOKED, "Tokens revoked");
+    describe_counter!(TOKENS_SWEPT, "Expired token records removed by the sweeper");
+    describe_counter!(CLIENT_AUTH_FAILURES, "Failed client authentications");
+    describe_gauge!(SHARD_MAILBOX_DEPTH, "Messages sent to a shard and not yet handled");
+    describe_histogram!(FLUSH_BATCH_SIZE, "Durable writes covered by one group-commit flush");
+    describe_histogram!(FLUSH_DURATION, Unit::Seconds, "Duration of one group-commit flush");
+}
+
+/// Handles for the metrics on the introspection path, registered once so that recording is an
+/// atomic add rather than a registry lookup.
+#[derive(Clone)]
+pub struct HotCounters {
+    pub introspect_active: Counter,
+    pub introspect_inactive: Counter,
+    pub auth_failures: Counter,
+}
+
+impl HotCounters {
+    pub fn new() -> Self {
+        Self {
+            introspect_active: counter!(INTROSPECTIONS, "result" => "active"),
+            introspect_inactive: counter!(INTROSPECTIONS, "result" => "inactive"),
+            auth_failures: counter!(CLIENT_AUTH_FAILURES),
+        }
+    }
+}
+
+impl Default for HotCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn mailbox_gauge(shard: usize) -> Gauge {
+    gauge!(SHARD_MAILBOX_DEPTH, "shard" => shard.to_string())
+}
+
+pub fn token_issued(grant: &'static str) {
+    counter!(TOKENS_ISSUED, "grant_type" => grant).increment(1);
+}
+
+pub fn token_revoked() {
+    counter!(TOKENS_REVOKED).increment(1);
+}
+
+pub fn tokens_swept(n: usize) {
+    counter!(TOKENS_SWEPT).increment(n as u64);
+}
+
+pub fn flush_observed(batch: usize, took: Duration) {
+    histogram!(FLUSH_BATCH_SIZE).record(batch as f64);
+    histogram!(FLUSH_DURATION).record(took.as_secs_f64());
+}
+
+pub fn http_observed(route: String, status: &'static str, took: Duration) {
+    counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
+    histogram!(HTTP_DURATION, "route" => route).record(took.as_secs_f64());
+}

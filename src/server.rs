@@ -1,0 +1,108 @@
+//! Assembles a running server: opens the store, registers configured clients, starts the group
+//! commit and the shards, binds HTTP, and writes the admin file.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{middleware, web, App, HttpServer};
+
+use crate::actors::ShardRouter;
+use crate::admin::ClientSpec;
+use crate::authority::Authority;
+use crate::config::Settings;
+use crate::crypto::random_string;
+use crate::datadir::{self, AdminFile};
+use crate::http::{self, AppState};
+use crate::store::{GroupCommit, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    DataDir(#[from] datadir::DataDirError),
+    #[error("opening the store in {dir}: {source}")]
+    Store { dir: String, source: StoreError },
+    #[error("client {client_id:?} in the config: {reason}")]
+    Client { client_id: String, reason: String },
+    #[error("binding {bind}: {source}")]
+    Bind { bind: String, source: std::io::Error },
+}
+
+/// A started server. Await (or spawn) `server` to run it; `server.handle()` stops it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub server: actix_web::dev::Server,
+    pub store: Store,
+}
+
+/// Starts Tessera. Must be called inside an actix `System`.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    crate::metrics::install();
+    datadir::ensure_dir(&settings.data_dir)?;
+    let key = datadir::load_server_key(settings.server_key.as_deref(), &settings.server_key_file)?;
+    let store_err = |source| StartError::Store {
+        dir: settings.data_dir.display().to_string(),
+        source,
+    };
+    let store = Store::open(&settings.data_dir, settings.cache_bytes).map_err(store_err)?;
+
+    let clients = store.clients().map_err(store_err)?;
+    for raw in &settings.clients {
+        let client_id = raw.client_id.clone();
+        let record = ClientSpec::from(raw.clone())
+            .into_record(&key)
+            .map_err(|reason| StartError::Client {
+                client_id: client_id.clone(),
+                reason,
+            })?;
+        clients.upsert(record).map_err(store_err)?;
+    }
+
+    let partitions = store.partitions(settings.shards).map_err(store_err)?;
+    let commit = Arc::new(GroupCommit::start(store.db().clone()));
+    let shards = ShardRouter::start(partitions, commit, settings.sweep_interval);
+    let authority = Authority::new(
+        key.clone(),
+        clients,
+        shards,
+        Arc::clone(&settings.issuer),
+        settings.access_token_ttl,
+    );
+
+    let admin_token = random_string("tsadm_", 32);
+    let discovery = serde_json::to_vec(&http::discovery_document(&settings.issuer)).expect("serialising JSON");
+    let state = web::Data::new(AppState {
+        authority,
+        admin_digest: key.admin_digest(&admin_token),
+        discovery: discovery.into(),
+    });
+    let max_body = settings.max_body_bytes;
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(http::observe))
+            .configure(http::configure(state.clone(), max_body))
+    })
+    .workers(settings.workers)
+    .backlog(2048)
+    .shutdown_timeout(10)
+    .bind(&settings.bind)
+    .map_err(|source| StartError::Bind {
+        bind: settings.bind.clone(),
+        source,
+    })?;
+    let addr = *server.addrs().first().expect("a bound server has an address");
+
+    datadir::write_admin(
+        &settings.data_dir,
+        &AdminFile {
+            url: format!("http://{addr}"),
+            token: admin_token,
+        },
+    )?;
+    tracing::info!(%addr, issuer = %settings.issuer, shards = settings.shards, workers = settings.workers, "tessera listening");
+    Ok(Running {
+        addr,
+        server: server.run(),
+        store,
+    })
+}

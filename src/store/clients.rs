@@ -1,0 +1,96 @@
+//! The client registry: every registered client, in sled and in a concurrent in-memory map.
+//!
+//! Client authentication runs on every token, introspection and revocation request, so reads
+//! are served from the `DashMap` without touching sled or taking a global lock. Writes (the admin
+//! API, the CLI, clients from the config file) are rare: each writes sled, flushes, and then
+//! updates the map, so the map never shows a client the disk does not have.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::{ClientRecord, StoreError};
+
+#[derive(Clone)]
+pub struct ClientRegistry {
+    db: sled::Db,
+    tree: sled::Tree,
+    cache: Arc<DashMap<String, Arc<ClientRecord>, ahash::RandomState>>,
+}
+
+impl ClientRegistry {
+    pub(super) fn open(db: sled::Db) -> Result<Self, StoreError> {
+        let tree = db.open_tree("clients")?;
+        let cache = DashMap::with_hasher(ahash::RandomState::new());
+        for entry in tree.iter() {
+            let (_, value) = entry?;
+            let record = ClientRecord::decode(&value)?;
+            cache.insert(record.client_id.clone(), Arc::new(record));
+        }
+        Ok(Self {
+            db,
+            tree,
+            cache: Arc::new(cache),
+        })
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<Arc<ClientRecord>> {
+        self.cache.get(client_id).map(|r| Arc::clone(r.value()))
+    }
+
+    /// Creates or replaces a client, durably.
+    pub fn upsert(&self, record: ClientRecord) -> Result<(), StoreError> {
+        self.tree.insert(record.client_id.as_bytes(), record.encode())?;
+        self.db.flush()?;
+        self.cache.insert(record.client_id.clone(), Arc::new(record));
+        Ok(())
+    }
+
+    /// Removes a client, durably. Returns whether it existed.
+    pub fn remove(&self, client_id: &str) -> Result<bool, StoreError> {
+        let existed = self.tree.remove(client_id.as_bytes())?.is_some();
+        self.db.flush()?;
+        self.cache.remove(client_id);
+        Ok(existed)
+    }
+
+    /// Every client, ordered by id.
+    pub fn list(&self) -> Vec<Arc<ClientRecord>> {
+        let mut all: Vec<_> = self.cache.iter().map(|r| Arc::clone(r.value())).collect();
+        all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretDigest;
+    use crate::oauth::GrantType;
+    use crate::store::Store;
+
+    fn client(id: &str) -> ClientRecord {
+        ClientRecord {
+            client_id: id.into(),
+            secret_digest: SecretDigest([1; 32]),
+            redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: vec!["read".into()],
+        }
+    }
+
+    #[test]
+    fn upsert_list_remove_and_reload() {
+        let store = Store::temporary().unwrap();
+        let reg = store.clients().unwrap();
+        reg.upsert(client("b")).unwrap();
+        reg.upsert(client("a")).unwrap();
+        let ids: Vec<_> = reg.list().iter().map(|c| c.client_id.clone()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(reg.remove("a").unwrap());
+        assert!(!reg.remove("a").unwrap());
+        let reopened = store.clients().unwrap();
+        assert!(reopened.get("a").is_none());
+        assert_eq!(reopened.get("b").unwrap().scopes, ["read"]);
+    }
+}

@@ -1,0 +1,153 @@
+//! One shard's partition of token state: a sled tree and the operations on it.
+//!
+//! A `TokenPartition` is owned by exactly one `TokenShard` actor, which is therefore the only
+//! writer of its tree. Operations are synchronous and return as soon as sled has applied them in
+//! memory; durability is the caller's business (see `GroupCommit`).
+
+use super::{StoreError, TokenRecord};
+use crate::crypto::TokenDigest;
+
+const TOKEN: u8 = b't';
+const EXPIRY: u8 = b'e';
+
+fn token_key(d: &TokenDigest) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = TOKEN;
+    k[1..].copy_from_slice(&d.0);
+    k
+}
+
+fn expiry_key(exp: u64, d: &TokenDigest) -> [u8; 41] {
+    let mut k = [0u8; 41];
+    k[0] = EXPIRY;
+    k[1..9].copy_from_slice(&exp.to_be_bytes());
+    k[9..].copy_from_slice(&d.0);
+    k
+}
+
+pub struct TokenPartition {
+    tree: sled::Tree,
+}
+
+impl TokenPartition {
+    pub(super) fn new(tree: sled::Tree) -> Self {
+        Self { tree }
+    }
+
+    /// Stores a record and its expiry-index entry atomically.
+    pub fn insert(&self, digest: &TokenDigest, record: &TokenRecord) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(&expiry_key(record.exp, digest)[..], &[][..]);
+        batch.insert(&token_key(digest)[..], record.encode());
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The record for `digest`, live or not.
+    pub fn get(&self, digest: &TokenDigest) -> Result<Option<TokenRecord>, StoreError> {
+        match self.tree.get(token_key(digest))? {
+            Some(bytes) => Ok(Some(TokenRecord::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes a record and its expiry entry; returns what was removed.
+    pub fn remove(&self, digest: &TokenDigest) -> Result<Option<TokenRecord>, StoreError> {
+        let Some(record) = self.get(digest)? else {
+            return Ok(None);
+        };
+        let mut batch = sled::Batch::default();
+        batch.remove(&expiry_key(record.exp, digest)[..]);
+        batch.remove(&token_key(digest)[..]);
+        self.tree.apply_batch(batch)?;
+        Ok(Some(record))
+    }
+
+    /// Removes up to `limit` records whose expiry is at or before `now`; returns how many.
+    /// Reads only the expired prefix of the expiry index, so its cost follows the number of
+    /// expired records, not the size of the partition.
+    pub fn sweep_expired(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        let end = expiry_key(now, &TokenDigest([0xff; 32]));
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for entry in self.tree.range(&[EXPIRY][..]..=&end[..]).keys().take(limit) {
+            let key = entry?;
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(&key[9..41]);
+            batch.remove(key);
+            batch.remove(&token_key(&TokenDigest(digest))[..]);
+            n += 1;
+        }
+        if n > 0 {
+            self.tree.apply_batch(batch)?;
+        }
+        Ok(n)
+    }
+
+    /// Moves every record of this partition (number `own` of the old layout) that belongs
+    /// elsewhere under the new layout `parts`.
+    pub(super) fn move_misplaced(&self, own: usize, parts: &[TokenPartition]) -> Result<(), StoreError> {
+        let stays = |d: &TokenDigest| own < parts.len() && d.shard(parts.len()) == own;
+        for entry in self.tree.scan_prefix([TOKEN]) {
+            let (key, value) = entry?;
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(&key[1..33]);
+            let digest = TokenDigest(digest);
+            if stays(&digest) {
+                continue;
+            }
+            let record = TokenRecord::decode(&value)?;
+            parts[digest.shard(parts.len())].insert(&digest, &record)?;
+            let mut batch = sled::Batch::default();
+            batch.remove(&expiry_key(record.exp, &digest)[..]);
+            batch.remove(key);
+            self.tree.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn digest(b: u8) -> TokenDigest {
+        TokenDigest([b; 32])
+    }
+
+    fn partition() -> TokenPartition {
+        Store::temporary().unwrap().partitions(1).unwrap().pop().unwrap()
+    }
+
+    #[test]
+    fn insert_get_remove() {
+        let p = partition();
+        let r = TokenRecord::test_record(100);
+        p.insert(&digest(1), &r).unwrap();
+        assert_eq!(p.get(&digest(1)).unwrap(), Some(r.clone()));
+        assert_eq!(p.get(&digest(2)).unwrap(), None);
+        assert_eq!(p.remove(&digest(1)).unwrap(), Some(r));
+        assert_eq!(p.get(&digest(1)).unwrap(), None);
+        assert_eq!(p.remove(&digest(1)).unwrap(), None);
+        assert_eq!(
+            p.sweep_expired(u64::MAX - 1, 10).unwrap(),
+            0,
+            "removal took the expiry entry too"
+        );
+    }
+
+    #[test]
+    fn sweep_removes_only_expired_and_respects_limit() {
+        let p = partition();
+        for i in 0..10u8 {
+            p.insert(&digest(i), &TokenRecord::test_record(100 + i as u64)).unwrap();
+        }
+        assert_eq!(p.sweep_expired(99, 100).unwrap(), 0);
+        assert_eq!(p.sweep_expired(104, 3).unwrap(), 3);
+        assert_eq!(p.sweep_expired(104, 100).unwrap(), 2);
+        for i in 0..10u8 {
+            assert_eq!(p.get(&digest(i)).unwrap().is_some(), i >= 5, "token {i}");
+        }
+    }
+}
