@@ -137,12 +137,13 @@ impl RawConfig {
     pub fn validate(self) -> Result<Settings, ConfigError> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let bind = self.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
-        let issuer = self.issuer.unwrap_or_else(|| format!("http://{bind}"));
-        let issuer = issuer.trim_end_matches('/').to_owned();
-        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) || issuer.contains(['?', '#']) {
-            return Err(ConfigError::Invalid(format!(
-                "issuer {issuer:?} must be an http(s) URL without query or fragment"
-            )));
+        let issuer = self.issuer.map(|i| i.trim_end_matches('/').to_owned());
+        if let Some(issuer) = &issuer {
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) || issuer.contains(['?', '#']) {
+                return Err(ConfigError::Invalid(format!(
+                    "issuer {issuer:?} must be an http(s) URL without query or fragment"
+                )));
+            }
         }
         let shards = self.shards.unwrap_or(cores);
         if !(1..=256).contains(&shards) {
@@ -177,7 +178,7 @@ impl RawConfig {
         }
         let data_dir = self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         Ok(Settings {
-            issuer: issuer.into(),
+            issuer: issuer.map(Into::into),
             bind,
             server_key_file: self.server_key_file.unwrap_or_else(|| data_dir.join("server.key")),
             server_key: self.server_key,
@@ -196,7 +197,8 @@ impl RawConfig {
 /// Validated settings.
 #[derive(Clone)]
 pub struct Settings {
-    pub issuer: Arc<str>,
+    /// The configured issuer; when absent, `http://<bound address>` once bound.
+    pub issuer: Option<Arc<str>>,
     pub bind: String,
     pub data_dir: PathBuf,
     pub server_key_file: PathBuf,
@@ -268,7 +270,7 @@ scopes = []
     #[test]
     fn the_documented_file_shape_parses() {
         let s = RawConfig::from_toml(SAMPLE).unwrap().validate().unwrap();
-        assert_eq!(&*s.issuer, "http://127.0.0.1:4000");
+        assert_eq!(s.issuer.as_deref(), Some("http://127.0.0.1:4000"));
         assert_eq!(s.clients.len(), 2);
         assert_eq!(s.clients[0].grant_types.len(), 3);
         assert!(s.clients[1].grant_types.is_empty());
@@ -280,7 +282,7 @@ scopes = []
     fn defaults_without_a_file() {
         let s = RawConfig::default().validate().unwrap();
         assert_eq!(s.bind, DEFAULT_BIND);
-        assert_eq!(&*s.issuer, "http://127.0.0.1:4000");
+        assert_eq!(s.issuer, None, "derived from the bound address at start");
         assert!(s.shards >= 1);
     }
 
@@ -296,7 +298,7 @@ scopes = []
         .unwrap();
         let s = raw.validate().unwrap();
         assert_eq!(s.bind, "127.0.0.1:9999");
-        assert_eq!(&*s.issuer, "https://auth.example");
+        assert_eq!(s.issuer.as_deref(), Some("https://auth.example"));
         assert_eq!(s.shards, 3);
     }
 

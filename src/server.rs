@@ -57,6 +57,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         clients.upsert(record).map_err(store_err)?;
     }
 
+    let listener = std::net::TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
+        bind: settings.bind.clone(),
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        bind: settings.bind.clone(),
+        source,
+    })?;
+    let issuer: Arc<str> = settings
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}").into());
+
     let partitions = store.partitions(settings.shards).map_err(store_err)?;
     let commit = Arc::new(GroupCommit::start(store.db().clone()));
     let shards = ShardRouter::start(partitions, commit, settings.sweep_interval);
@@ -64,12 +77,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         key.clone(),
         clients,
         shards,
-        Arc::clone(&settings.issuer),
+        Arc::clone(&issuer),
         settings.access_token_ttl,
     );
 
     let admin_token = random_string("tsadm_", 32);
-    let discovery = serde_json::to_vec(&http::discovery_document(&settings.issuer)).expect("serialising JSON");
+    let discovery = serde_json::to_vec(&http::discovery_document(&issuer)).expect("serialising JSON");
     let state = web::Data::new(AppState {
         authority,
         admin_digest: key.admin_digest(&admin_token),
@@ -85,12 +98,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     .workers(settings.workers)
     .backlog(2048)
     .shutdown_timeout(10)
-    .bind(&settings.bind)
+    .listen(listener)
     .map_err(|source| StartError::Bind {
         bind: settings.bind.clone(),
         source,
     })?;
-    let addr = *server.addrs().first().expect("a bound server has an address");
 
     datadir::write_admin(
         &settings.data_dir,
@@ -99,7 +111,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             token: admin_token,
         },
     )?;
-    tracing::info!(%addr, issuer = %settings.issuer, shards = settings.shards, workers = settings.workers, "tessera listening");
+    tracing::info!(%addr, issuer = %issuer, shards = settings.shards, workers = settings.workers, "tessera listening");
     Ok(Running {
         addr,
         server: server.run(),

@@ -1,0 +1,148 @@
+//! Test harness: a real Tessera on an ephemeral port with its own temporary data directory,
+//! and a small HTTP client speaking to it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use serde_json::Value;
+use tessera::config::RawConfig;
+
+pub const CLIENTS: &str = r#"
+[[clients]]
+client_id = "demo-client"
+client_secret = "demo-secret"
+redirect_uris = ["http://127.0.0.1:3001/callback"]
+grant_types = ["authorization_code", "refresh_token", "client_credentials"]
+scopes = ["openid", "profile", "email", "read", "write", "offline_access"]
+
+[[clients]]
+client_id = "api-server"
+client_secret = "api-secret"
+grant_types = []
+scopes = []
+
+[[clients]]
+client_id = "other-client"
+client_secret = "other-secret"
+grant_types = ["client_credentials"]
+scopes = ["read"]
+"#;
+
+pub struct TestServer {
+    pub base: String,
+    pub running_store: tessera::store::Store,
+    pub handle: actix_web::dev::ServerHandle,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with the test clients and `extra` TOML settings.
+    pub async fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 2\n{extra}\n{CLIENTS}",
+            dir.path().join("data")
+        );
+        let settings = RawConfig::from_toml(&toml).unwrap().validate().unwrap();
+        let running = tessera::server::start(settings).await.unwrap();
+        let base = format!("http://{}", running.addr);
+        let handle = running.server.handle();
+        actix_rt::spawn(running.server);
+        TestServer {
+            base,
+            running_store: running.store,
+            handle,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a form with HTTP Basic client authentication; returns status, headers and JSON.
+    pub async fn post_form(&self, path: &str, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> Reply {
+        let mut req = client().post(self.url(path));
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, secret);
+        }
+        Reply::read(req.send_form(&form).await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::read(client().get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// Issues a client-credentials token for demo-client with `scope`.
+    pub async fn issue(&self, scope: &str) -> String {
+        let r = self
+            .post_form(
+                "/oauth/token",
+                Some(("demo-client", "demo-secret")),
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.json["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Introspects as the api-server resource server.
+    pub async fn introspect(&self, token: &str) -> Value {
+        let r = self
+            .post_form(
+                "/oauth/introspect",
+                Some(("api-server", "api-secret")),
+                &[("token", token)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.json
+    }
+
+    /// Counts the token records stored across all shard trees.
+    pub fn stored_tokens(&self) -> usize {
+        let db = self.running_store.db();
+        db.tree_names()
+            .iter()
+            .filter(|n| n.starts_with(b"tokens/"))
+            .map(|n| db.open_tree(n).unwrap().scan_prefix(b"t").count())
+            .sum()
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+pub fn client() -> awc::Client {
+    awc::Client::builder().timeout(Duration::from_secs(20)).finish()
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub async fn read<S>(mut res: awc::ClientResponse<S>) -> Self
+    where
+        S: futures_core::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
+    {
+        let body = res.body().limit(1 << 20).await.unwrap();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            text,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
