@@ -8,28 +8,30 @@ mod common;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::client;
+use common::{client, ServerProcess};
 
 const WORKERS: usize = 24;
 /// Bounds on the campaign before the kill: whichever comes first.
 const MAX_REQUESTS_PER_WORKER: usize = 2_000;
 const TRAFFIC_BEFORE_KILL: Duration = Duration::from_millis(1500);
 
-fn start(dir: &Path) -> (Child, String) {
+fn start(dir: &Path) -> (ServerProcess, String) {
     let admin = dir.join("data/admin.json");
     let _ = std::fs::remove_file(&admin);
-    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", "--config"])
-        .arg(dir.join("tessera.toml"))
-        .env("TESSERA_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting the tessera binary");
+    let child = ServerProcess(
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["serve", "--config"])
+            .arg(dir.join("tessera.toml"))
+            .env("TESSERA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the tessera binary"),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(a) = tessera::datadir::read_admin(&dir.join("data")) {
@@ -90,7 +92,9 @@ async fn worker(base: String, ledger: Rc<RefCell<Ledger>>, stop: Rc<RefCell<bool
             if !r.status().is_success() {
                 return;
             }
-            let Ok(body) = r.json::<serde_json::Value>().await else { return };
+            let Ok(body) = r.json::<serde_json::Value>().await else {
+                return;
+            };
             let token = body["access_token"].as_str().expect("a 200 carries a token").to_owned();
             ledger.borrow_mut().issued.push(token.clone());
             mine.push(token);
@@ -115,19 +119,27 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
     wait_ready(&base).await;
     let ledger = Rc::new(RefCell::new(Ledger::default()));
     let stop = Rc::new(RefCell::new(false));
-    let tasks: Vec<_> =
-        (0..WORKERS).map(|n| actix_rt::spawn(worker(base.clone(), ledger.clone(), stop.clone(), n))).collect();
+    let tasks: Vec<_> = (0..WORKERS)
+        .map(|n| actix_rt::spawn(worker(base.clone(), ledger.clone(), stop.clone(), n)))
+        .collect();
     actix_rt::time::sleep(TRAFFIC_BEFORE_KILL).await;
-    child.kill().expect("SIGKILL"); // std's kill() is SIGKILL on Unix: no shutdown hooks run.
-    child.wait().unwrap();
+    child.kill(); // SIGKILL: no shutdown hooks run.
     *stop.borrow_mut() = true;
     for t in tasks {
         t.await.unwrap();
     }
 
     let ledger = Rc::try_unwrap(ledger).ok().unwrap().into_inner();
-    assert!(ledger.issued.len() >= 200, "too little traffic to mean anything: {} issued", ledger.issued.len());
-    assert!(ledger.revoked.len() >= 50, "too few revocations: {}", ledger.revoked.len());
+    assert!(
+        ledger.issued.len() >= 200,
+        "too little traffic to mean anything: {} issued",
+        ledger.issued.len()
+    );
+    assert!(
+        ledger.revoked.len() >= 50,
+        "too few revocations: {}",
+        ledger.revoked.len()
+    );
 
     let (mut child, base) = start(dir.path());
     wait_ready(&base).await;
@@ -147,7 +159,9 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
             .send_form(&[("token", token.as_str())])
             .await
             .unwrap();
-        let active = r.json::<serde_json::Value>().await.unwrap()["active"].as_bool().unwrap();
+        let active = r.json::<serde_json::Value>().await.unwrap()["active"]
+            .as_bool()
+            .unwrap();
         match (revoked, active) {
             (false, false) => lost.push(token.clone()),
             (true, true) => resurrected.push(token.clone()),
@@ -155,10 +169,17 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
             (true, false) => {}
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(lost.is_empty(), "{} acknowledged tokens were lost by the crash", lost.len());
-    assert!(resurrected.is_empty(), "{} acknowledged revocations were undone by the crash", resurrected.len());
+    child.kill();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged tokens were lost by the crash",
+        lost.len()
+    );
+    assert!(
+        resurrected.is_empty(),
+        "{} acknowledged revocations were undone by the crash",
+        resurrected.len()
+    );
     eprintln!(
         "crash test: {} issued, {} revoked, {} checked active after restart",
         ledger.issued.len(),

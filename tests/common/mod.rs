@@ -146,3 +146,21 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
+
+/// A `tessera` process started by a test. Dropping it kills (SIGKILL) and reaps the process, so a
+/// failing test leaves no server behind.
+pub struct ServerProcess(pub std::process::Child);
+
+impl ServerProcess {
+    /// SIGKILL now and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,221 @@
+//! Operations surface: health, readiness, Prometheus metrics, the admin API, and the CLI.
+
+mod common;
+
+use std::process::Command;
+
+use awc::http::StatusCode;
+use common::{client, Reply, ServerProcess, TestServer};
+
+#[actix_rt::test]
+async fn health_and_readiness() {
+    let s = TestServer::start("").await;
+    let h = s.get("/health").await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.json["status"], "ok");
+    let r = s.get("/ready").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["status"], "ready");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn metrics_expose_every_documented_series_after_traffic() {
+    let s = TestServer::start("access_token_ttl_secs = 1\nsweep_interval_secs = 1").await;
+    let token = s.issue("read").await;
+    s.introspect(&token).await;
+    s.introspect("tsa_unknown").await;
+    s.post_form("/oauth/introspect", Some(("api-server", "nope")), &[("token", "x")])
+        .await;
+    let doomed = s.issue("read").await;
+    s.post_form(
+        "/oauth/revoke",
+        Some(("demo-client", "demo-secret")),
+        &[("token", &doomed)],
+    )
+    .await;
+    actix_rt::time::sleep(std::time::Duration::from_millis(2500)).await; // let the sweeper run
+    let m = s.get("/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    for name in tessera::metrics::ALL {
+        assert!(m.text.contains(name), "{name} missing from /metrics");
+    }
+    assert!(m
+        .text
+        .contains(r#"tessera_http_requests_total{route="/oauth/introspect",status="200"}"#));
+    assert!(m.text.contains(r#"tessera_introspections_total{result="active"}"#));
+    assert!(m.text.contains(r#"tessera_introspections_total{result="inactive"}"#));
+    assert!(
+        m.text.contains("tessera_flush_batch_size_bucket"),
+        "flush batch size is a histogram"
+    );
+    assert!(m.text.contains(r#"tessera_shard_mailbox_depth{shard="1"}"#));
+    assert!(!m.text.contains(&token), "no token in metrics");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn admin_api_requires_the_credential_from_the_admin_file() {
+    let s = TestServer::start("").await;
+    let r = s.get("/admin/clients").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let wrong = client()
+        .get(s.url("/admin/clients"))
+        .bearer_auth("tsadm_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let admin = tessera::datadir::read_admin(&s.dir.path().join("data")).unwrap();
+    assert_eq!(admin.url, s.base);
+    let ok = Reply::read(
+        client()
+            .get(s.url("/admin/clients"))
+            .bearer_auth(&admin.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.json.as_array().unwrap().len(), 3);
+    assert!(
+        !ok.text.contains("secret\""),
+        "no secret or digest in the listing: {}",
+        ok.text
+    );
+    let bad = Reply::read(
+        client()
+            .post(s.url("/admin/clients"))
+            .bearer_auth(&admin.token)
+            .send_json(&serde_json::json!({"client_id": "x y", "client_secret": "long-enough"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json["error"], "invalid_request");
+    s.stop().await;
+}
+
+fn tessera(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The CLI manages clients directly when no server runs, and through the admin API while one
+/// holds the data directory; the secret it prints works for client authentication.
+#[actix_rt::test]
+async fn cli_manages_clients_offline_and_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tessera.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 1\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+
+    let out = tessera(
+        &config,
+        &[
+            "client",
+            "add",
+            "offline-app",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "read",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .expect("secret printed once")
+        .to_owned();
+
+    let mut server = ServerProcess(
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("TESSERA_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let data = dir.path().join("data");
+    let mut admin = None;
+    for _ in 0..200 {
+        if let Ok(a) = tessera::datadir::read_admin(&data) {
+            admin = Some(a);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let base = admin.expect("server started").url;
+
+    let token = client()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("offline-app", &secret)
+        .send_form(&[("grant_type", "client_credentials")])
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::OK, "the CLI-printed secret authenticates");
+
+    let out = tessera(
+        &config,
+        &[
+            "client",
+            "add",
+            "online-app",
+            "--secret",
+            "online-secret-1",
+            "--grant-type",
+            "client_credentials",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = tessera(&config, &["client", "list"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.contains("offline-app") && listed.contains("online-app"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret), "list never shows secrets");
+
+    let online = client()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("online-app", "online-secret-1")
+        .send_form(&[("grant_type", "client_credentials")])
+        .await
+        .unwrap();
+    assert_eq!(
+        online.status(),
+        StatusCode::OK,
+        "a client added while running works at once"
+    );
+
+    let out = tessera(&config, &["client", "remove", "online-app"]);
+    assert!(out.status.success());
+    let out = tessera(&config, &["client", "remove", "online-app"]);
+    assert!(!out.status.success(), "removing a missing client fails");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such client"));
+
+    server.kill();
+    // The server is gone but its admin file remains: the CLI falls back to the store itself.
+    let out = tessera(&config, &["client", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listed.contains("offline-app") && !listed.contains("online-app"),
+        "{listed}"
+    );
+}
