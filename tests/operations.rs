@@ -147,7 +147,8 @@ async fn cli_manages_clients_offline_and_while_the_server_runs() {
             .arg("--config")
             .arg(&config)
             .arg("serve")
-            .env("TESSERA_LOG", "warn")
+            .env("TESSERA_LOG", "debug")
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -162,13 +163,24 @@ async fn cli_manages_clients_offline_and_while_the_server_runs() {
     }
     let base = admin.expect("server started").url;
 
-    let token = client()
+    let mut token = client()
         .post(format!("{base}/oauth/token"))
         .basic_auth("offline-app", &secret)
         .send_form(&[("grant_type", "client_credentials")])
         .await
         .unwrap();
     assert_eq!(token.status(), StatusCode::OK, "the CLI-printed secret authenticates");
+    let token = token.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let introspected = client()
+        .post(format!("{base}/oauth/introspect"))
+        .basic_auth("offline-app", &secret)
+        .send_form(&[("token", token.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(introspected.status(), StatusCode::OK);
 
     let out = tessera(
         &config,
@@ -210,6 +222,11 @@ async fn cli_manages_clients_offline_and_while_the_server_runs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such client"));
 
     server.kill();
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.contains("tessera listening"), "the debug log was captured");
+    for secret_value in [secret.as_str(), token.as_str(), "online-secret-1", &admin_token(&data)] {
+        assert!(!log.contains(secret_value), "a secret or token reached the log");
+    }
     // The server is gone but its admin file remains: the CLI falls back to the store itself.
     let out = tessera(&config, &["client", "list"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -218,4 +235,8 @@ async fn cli_manages_clients_offline_and_while_the_server_runs() {
         listed.contains("offline-app") && !listed.contains("online-app"),
         "{listed}"
     );
+}
+
+fn admin_token(data: &std::path::Path) -> String {
+    tessera::datadir::read_admin(data).unwrap().token
 }
