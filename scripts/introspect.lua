@@ -23,10 +23,5 @@ request = function()
   return wrk.format("POST", "/oauth/introspect", headers, "token=" .. tokens[math.random(#tokens)])
 end
 
-done = function(summary, latency, requests)
-  io.write(string.format(
-    "RESULT requests=%d seconds=%.3f rps=%.1f p50_ms=%.3f p99_ms=%.3f non2xx=%d errors=%d\n",
-    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
+-- Run from the repository root, as scripts/bench.sh does.
+done = dofile("scripts/wrk_report.lua")

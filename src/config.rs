@@ -248,24 +248,8 @@ impl Settings {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = r#"
-issuer = "http://127.0.0.1:4000"
-bind = "127.0.0.1:4000"
-data_dir = "./data"
-
-[[clients]]
-client_id = "demo-client"
-client_secret = "demo-secret"
-redirect_uris = ["http://127.0.0.1:3001/callback"]
-grant_types = ["authorization_code", "refresh_token", "client_credentials"]
-scopes = ["openid", "profile", "email", "read", "write", "offline_access"]
-
-[[clients]]
-client_id = "api-server"        # a resource server: may introspect, may not get tokens
-client_secret = "api-secret"
-grant_types = []
-scopes = []
-"#;
+    /// The demo configuration shipped at the repository root, in the shape outside checks rely on.
+    const SAMPLE: &str = include_str!("../tessera.toml");
 
     #[test]
     fn the_documented_file_shape_parses() {

@@ -79,12 +79,16 @@ impl ShardRouter {
         shard.addr.send(msg).await
     }
 
-    /// Whether every shard answers a ping within `timeout`.
+    /// Whether every shard answers a ping, with a successful read of its partition, within
+    /// `timeout`.
     pub async fn all_answer(&self, timeout: Duration) -> bool {
         let pings = self.shards.iter().map(|s| {
             s.depth.increment(1.0);
             s.addr.send(Ping).timeout(timeout)
         });
-        futures_util::future::join_all(pings).await.iter().all(|r| r.is_ok())
+        futures_util::future::join_all(pings)
+            .await
+            .iter()
+            .all(|r| matches!(r, Ok(Ok(()))))
     }
 }

@@ -150,17 +150,17 @@ impl Handler<RevokeToken> for TokenShard {
     }
 }
 
-/// Liveness check for readiness. Replies with the shard's index.
+/// Readiness check: the shard answers, and its partition serves a read.
 #[derive(Message)]
-#[rtype(result = "usize")]
+#[rtype(result = "Result<(), StoreError>")]
 pub struct Ping;
 
 impl Handler<Ping> for TokenShard {
-    type Result = usize;
+    type Result = Result<(), StoreError>;
 
-    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> usize {
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
-        self.index
+        self.partition.probe()
     }
 }
 

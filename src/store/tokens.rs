@@ -43,6 +43,12 @@ impl TokenPartition {
         Ok(())
     }
 
+    /// A read that touches the tree, for readiness: fails if sled cannot serve reads.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        self.tree.get([0u8])?;
+        Ok(())
+    }
+
     /// The record for `digest`, live or not.
     pub fn get(&self, digest: &TokenDigest) -> Result<Option<TokenRecord>, StoreError> {
         match self.tree.get(token_key(digest))? {
