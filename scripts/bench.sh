@@ -4,7 +4,7 @@
 # drift on a shared machine hits both alike. Writes the table into BENCHMARKS.md between the
 # bench markers, and the raw wrk lines into bench-results/.
 #
-#   scripts/bench.sh [TOKENS=100000] [SECONDS=15] [ROUNDS=3] [CONNECTIONS=64]
+#   [SHARDS=2] [WORKERS=2] scripts/bench.sh [TOKENS=100000] [SECONDS=15] [ROUNDS=3] [CONNECTIONS=64]
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only; every wrk run is
 # bounded by its duration.
@@ -15,6 +15,8 @@ TOKENS=${1:-100000}
 SECONDS_PER_RUN=${2:-15}
 ROUNDS=${3:-3}
 CONNS=${4:-64}
+SHARDS=${SHARDS:-2}
+WORKERS=${WORKERS:-2}
 CEILING_ADDR=127.0.0.1:4900
 TESSERA_ADDR=127.0.0.1:4901
 
@@ -29,8 +31,8 @@ trap cleanup EXIT
 cat > "$work/tessera.toml" <<TOML
 bind = "$TESSERA_ADDR"
 data_dir = "$work/data"
-shards = 2
-workers = 2
+shards = $SHARDS
+workers = $WORKERS
 
 [[clients]]
 client_id = "demo-client"
@@ -44,7 +46,7 @@ client_secret = "api-secret"
 TOML
 
 echo "seeding $TOKENS live tokens..."
-./target/release/examples/seed_tokens "$work/data" "$TOKENS" "$work/tokens.txt" 2
+./target/release/examples/seed_tokens "$work/data" "$TOKENS" "$work/tokens.txt" "$SHARDS"
 ./target/release/examples/ceiling "$CEILING_ADDR" 2 >/dev/null 2>&1 &
 pids+=($!)
 TESSERA_LOG=warn ./target/release/tessera serve --config "$work/tessera.toml" 2>"$work/tessera.log" &
@@ -75,9 +77,9 @@ for round in $(seq "$ROUNDS"); do
   run issue "http://$TESSERA_ADDR" scripts/issue.lua "$demo_auth"
 done
 
-python3 - "$raw" "$TOKENS" "$SECONDS_PER_RUN" "$ROUNDS" "$CONNS" <<'PY'
+python3 - "$raw" "$TOKENS" "$SECONDS_PER_RUN" "$ROUNDS" "$CONNS" "$SHARDS" "$WORKERS" <<'PY'
 import re, statistics, sys, subprocess, datetime
-raw, tokens, secs, rounds, conns = sys.argv[1:]
+raw, tokens, secs, rounds, conns, shards, workers = sys.argv[1:]
 runs = {}
 for line in open(raw):
     name, rest = line.split(" ", 1)
@@ -88,7 +90,7 @@ ceiling = med("ceiling", "rps")
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 rows = [
     ("bare actix-web ceiling (`examples/ceiling.rs`)", "ceiling"),
-    (f"Tessera introspection, {int(tokens):,} live tokens", "introspect"),
+    (f"Tessera introspection, {int(tokens):,} live tokens, {shards} shard(s), {workers} workers", "introspect"),
     ("Tessera client_credentials issuance (durable)", "issue"),
 ]
 out = [f"Measured {datetime.date.today()} on {cpu or 'unknown CPU'}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
@@ -103,7 +105,8 @@ for label, name in rows:
 table = "\n".join(out)
 print(table)
 doc = open("BENCHMARKS.md").read()
-start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+marker = "bench" if (shards, workers) == ("2", "2") else f"bench-shards{shards}-workers{workers}"
+start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
 if start in doc and end in doc:
     doc = doc[: doc.index(start) + len(start)] + "\n" + table + "\n" + doc[doc.index(end):]
     open("BENCHMARKS.md", "w").write(doc)

@@ -135,7 +135,9 @@ impl Authority {
             Some(c) if secret_ok => Ok(c),
             _ => {
                 self.inner.counters.auth_failures.increment(1);
-                tracing::info!(client_id = %presented.client_id, "client authentication failed");
+                // Counted, and logged only at debug: a failed authentication is the caller's input,
+                // and `?` escapes it so a crafted client_id cannot forge log lines.
+                tracing::debug!(client_id = ?presented.client_id, "client authentication failed");
                 Err(OAuthError::InvalidClient)
             }
         }
