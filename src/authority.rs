@@ -120,6 +120,10 @@ impl Authority {
         &self.inner.clients
     }
 
+    pub fn shards(&self) -> &ShardRouter {
+        &self.inner.shards
+    }
+
     pub fn issuer(&self) -> &Arc<str> {
         &self.inner.issuer
     }
