@@ -59,6 +59,11 @@ impl ServerKey {
         TokenDigest(self.digest(b"token", token.as_bytes()))
     }
 
+    /// Digest of an authorization code; routed and stored like a token digest.
+    pub fn code_digest(&self, code: &str) -> TokenDigest {
+        TokenDigest(self.digest(b"authorization-code", code.as_bytes()))
+    }
+
     pub fn secret_digest(&self, secret: &str) -> SecretDigest {
         SecretDigest(self.digest(b"client-secret", secret.as_bytes()))
     }
@@ -127,12 +132,16 @@ impl std::fmt::Debug for SecretDigest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenKind {
     Access,
+    Refresh,
+    AuthorizationCode,
 }
 
 impl TokenKind {
     fn prefix(self) -> &'static str {
         match self {
             TokenKind::Access => "tsa_",
+            TokenKind::Refresh => "tsr_",
+            TokenKind::AuthorizationCode => "tsc_",
         }
     }
 }
@@ -171,6 +180,7 @@ mod tests {
         assert_ne!(a.token_digest("x").0, b.token_digest("x").0);
         assert_eq!(a.token_digest("x").0, a.token_digest("x").0);
         assert_ne!(a.token_digest("x").0, a.secret_digest("x").0);
+        assert_ne!(a.token_digest("x").0, a.code_digest("x").0);
         assert_ne!(a.secret_digest("x").0, a.admin_digest("x").0);
     }
 

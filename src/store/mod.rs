@@ -3,8 +3,10 @@
 //! # Layout of the sled database (`<data_dir>/db`)
 //! - tree `meta`: `shards` → the partition count the tokens are laid out for (u32, big endian);
 //! - tree `clients`: `client_id` → [`ClientRecord`];
-//! - tree `tokens/<k>` for each shard `k`, holding two kinds of key:
-//!   - `t ‖ digest` → [`TokenRecord`], where `digest` is `HMAC-SHA256(server key, token)`;
+//! - tree `tokens/<k>` for each shard `k`, holding three kinds of key:
+//!   - `t ‖ digest` → [`TokenRecord`] (access and refresh tokens), where `digest` is
+//!     `HMAC-SHA256(server key, token)`;
+//!   - `c ‖ digest` → [`CodeRecord`] (authorization codes, digested the same way);
 //!   - `e ‖ exp (u64 big endian) ‖ digest` → empty: the expiry index, in expiry order, so the
 //!     sweeper reads only what has expired.
 //!
@@ -23,7 +25,7 @@ use std::path::Path;
 
 pub use clients::ClientRegistry;
 pub use durability::GroupCommit;
-pub use records::{ClientRecord, TokenRecord, TokenType};
+pub use records::{ClientRecord, CodeRecord, Redeem, TokenRecord, TokenType};
 pub use tokens::TokenPartition;
 
 /// Failures of the storage layer. Expected outcomes (not found, not the owner) are values in
@@ -124,16 +126,32 @@ mod tests {
         let digests: Vec<_> = (0..300)
             .map(|_| key.token_digest(&mint_token(TokenKind::Access)))
             .collect();
-        for d in &digests {
-            parts[d.shard(3)].insert(d, &TokenRecord::test_record(10_000)).unwrap();
+        for (i, d) in digests.iter().enumerate() {
+            if i % 2 == 0 {
+                parts[d.shard(3)].insert(d, &TokenRecord::test_record(10_000)).unwrap();
+            } else {
+                parts[d.shard(3)]
+                    .insert_code(d, &CodeRecord::test_record(10_000))
+                    .unwrap();
+            }
         }
+        let present = |parts: &[TokenPartition], n: usize, i: usize, d: &crate::crypto::TokenDigest| {
+            if i % 2 == 0 {
+                parts[d.shard(n)].get(d).unwrap().is_some()
+            } else {
+                matches!(
+                    parts[d.shard(n)].redeem_code(d, 0).unwrap(),
+                    Redeem::Redeemed(_) | Redeem::AlreadyUsed(_)
+                )
+            }
+        };
         let parts = store.partitions(2).unwrap();
-        for d in &digests {
-            assert!(parts[d.shard(2)].get(d).unwrap().is_some());
+        for (i, d) in digests.iter().enumerate() {
+            assert!(present(&parts, 2, i, d), "record {i} after 3 -> 2");
         }
         let parts = store.partitions(5).unwrap();
-        for d in &digests {
-            assert!(parts[d.shard(5)].get(d).unwrap().is_some());
+        for (i, d) in digests.iter().enumerate() {
+            assert!(present(&parts, 5, i, d), "record {i} after 2 -> 5");
         }
         let swept: usize = parts.iter().map(|p| p.sweep_expired(20_000, 1000).unwrap()).sum();
         assert_eq!(swept, digests.len());

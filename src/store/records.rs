@@ -10,6 +10,7 @@ use crate::oauth::GrantType;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenType {
     Access,
+    Refresh,
 }
 
 /// The state of one issued token, keyed by the token's digest.
@@ -52,6 +53,63 @@ impl TokenRecord {
             exp,
         }
     }
+}
+
+/// An authorization code (RFC 6749 §4.1.2), keyed by the code's digest. It is kept after its first
+/// redemption, marked `redeemed`, until it expires, so that a replay is recognised as one
+/// (RFC 6749 §4.1.2: the server should then revoke what the code produced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub client_id: String,
+    /// Compared by exact string match at redemption (RFC 6749 §4.1.3).
+    pub redirect_uri: String,
+    pub scope: String,
+    /// The user who approved the request.
+    pub sub: String,
+    /// PKCE `code_challenge` (S256), checked against the `code_verifier` at redemption.
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub auth_time: u64,
+    pub exp: u64,
+    pub redeemed: bool,
+}
+
+impl CodeRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding to a Vec cannot fail")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+
+    #[cfg(test)]
+    pub fn test_record(exp: u64) -> Self {
+        CodeRecord {
+            client_id: "c".into(),
+            redirect_uri: "http://127.0.0.1:3001/callback".into(),
+            scope: "openid".into(),
+            sub: "alice".into(),
+            code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+            nonce: None,
+            auth_time: 0,
+            exp,
+            redeemed: false,
+        }
+    }
+}
+
+/// What redeeming a code found. Expected outcomes are values; `StoreError` means I/O failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeem {
+    /// First presentation: the code is now marked redeemed.
+    Redeemed(CodeRecord),
+    /// The code was redeemed before: a replay.
+    AlreadyUsed(CodeRecord),
+    /// Past its expiry (not yet swept).
+    Expired,
+    /// Never issued, or swept after expiry.
+    Unknown,
 }
 
 /// A registered client. The secret is held only as its digest.

@@ -4,17 +4,26 @@
 //! writer of its tree. Operations are synchronous and return as soon as sled has applied them in
 //! memory; durability is the caller's business (see `GroupCommit`).
 
-use super::{StoreError, TokenRecord};
+use super::{CodeRecord, Redeem, StoreError, TokenRecord};
 use crate::crypto::TokenDigest;
 
 const TOKEN: u8 = b't';
+const CODE: u8 = b'c';
 const EXPIRY: u8 = b'e';
 
-fn token_key(d: &TokenDigest) -> [u8; 33] {
+fn record_key(prefix: u8, d: &TokenDigest) -> [u8; 33] {
     let mut k = [0u8; 33];
-    k[0] = TOKEN;
+    k[0] = prefix;
     k[1..].copy_from_slice(&d.0);
     k
+}
+
+fn token_key(d: &TokenDigest) -> [u8; 33] {
+    record_key(TOKEN, d)
+}
+
+fn code_key(d: &TokenDigest) -> [u8; 33] {
+    record_key(CODE, d)
 }
 
 fn expiry_key(exp: u64, d: &TokenDigest) -> [u8; 41] {
@@ -35,13 +44,42 @@ impl TokenPartition {
         Self { tree }
     }
 
-    /// Stores a record and its expiry-index entry atomically.
+    /// Stores a token record and its expiry-index entry atomically.
     pub fn insert(&self, digest: &TokenDigest, record: &TokenRecord) -> Result<(), StoreError> {
+        self.insert_raw(TOKEN, digest, record.exp, record.encode())
+    }
+
+    /// Stores an authorization code and its expiry-index entry atomically.
+    pub fn insert_code(&self, digest: &TokenDigest, record: &CodeRecord) -> Result<(), StoreError> {
+        self.insert_raw(CODE, digest, record.exp, record.encode())
+    }
+
+    fn insert_raw(&self, prefix: u8, digest: &TokenDigest, exp: u64, value: Vec<u8>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        batch.insert(&expiry_key(record.exp, digest)[..], &[][..]);
-        batch.insert(&token_key(digest)[..], record.encode());
+        batch.insert(&expiry_key(exp, digest)[..], &[][..]);
+        batch.insert(&record_key(prefix, digest)[..], value);
         self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// Redeems an authorization code at `now`. The first redemption marks the code used and
+    /// returns it; later ones return it as `AlreadyUsed`, so the caller can treat a replay.
+    pub fn redeem_code(&self, digest: &TokenDigest, now: u64) -> Result<Redeem, StoreError> {
+        let key = code_key(digest);
+        let Some(bytes) = self.tree.get(key)? else {
+            return Ok(Redeem::Unknown);
+        };
+        let mut record = CodeRecord::decode(&bytes)?;
+        if record.exp <= now {
+            return Ok(Redeem::Expired);
+        }
+        if record.redeemed {
+            return Ok(Redeem::AlreadyUsed(record));
+        }
+        record.redeemed = true;
+        self.tree.insert(key, record.encode())?;
+        record.redeemed = false;
+        Ok(Redeem::Redeemed(record))
     }
 
     /// A read that touches the tree, for readiness: fails if sled cannot serve reads.
@@ -82,7 +120,10 @@ impl TokenPartition {
             let mut digest = [0u8; 32];
             digest.copy_from_slice(&key[9..41]);
             batch.remove(key);
+            // The entry does not say which kind of record it indexes; removing an absent key
+            // is a no-op, and token and code digests never collide (separate HMAC domains).
             batch.remove(&token_key(&TokenDigest(digest))[..]);
+            batch.remove(&code_key(&TokenDigest(digest))[..]);
             n += 1;
         }
         if n > 0 {
@@ -95,20 +136,25 @@ impl TokenPartition {
     /// elsewhere under the new layout `parts`.
     pub(super) fn move_misplaced(&self, own: usize, parts: &[TokenPartition]) -> Result<(), StoreError> {
         let stays = |d: &TokenDigest| own < parts.len() && d.shard(parts.len()) == own;
-        for entry in self.tree.scan_prefix([TOKEN]) {
-            let (key, value) = entry?;
-            let mut digest = [0u8; 32];
-            digest.copy_from_slice(&key[1..33]);
-            let digest = TokenDigest(digest);
-            if stays(&digest) {
-                continue;
+        for prefix in [TOKEN, CODE] {
+            for entry in self.tree.scan_prefix([prefix]) {
+                let (key, value) = entry?;
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(&key[1..33]);
+                let digest = TokenDigest(digest);
+                if stays(&digest) {
+                    continue;
+                }
+                let exp = match prefix {
+                    TOKEN => TokenRecord::decode(&value)?.exp,
+                    _ => CodeRecord::decode(&value)?.exp,
+                };
+                parts[digest.shard(parts.len())].insert_raw(prefix, &digest, exp, value.to_vec())?;
+                let mut batch = sled::Batch::default();
+                batch.remove(&expiry_key(exp, &digest)[..]);
+                batch.remove(key);
+                self.tree.apply_batch(batch)?;
             }
-            let record = TokenRecord::decode(&value)?;
-            parts[digest.shard(parts.len())].insert(&digest, &record)?;
-            let mut batch = sled::Batch::default();
-            batch.remove(&expiry_key(record.exp, &digest)[..]);
-            batch.remove(key);
-            self.tree.apply_batch(batch)?;
         }
         Ok(())
     }
@@ -156,5 +202,32 @@ mod tests {
         for i in 0..10u8 {
             assert_eq!(p.get(&digest(i)).unwrap().is_some(), i >= 5, "token {i}");
         }
+    }
+
+    #[test]
+    fn a_code_redeems_once_then_reports_replay() {
+        let p = partition();
+        let code = CodeRecord::test_record(100);
+        p.insert_code(&digest(7), &code).unwrap();
+        assert_eq!(
+            p.get(&digest(7)).unwrap(),
+            None,
+            "codes and tokens live under separate keys"
+        );
+        assert_eq!(p.redeem_code(&digest(7), 50).unwrap(), Redeem::Redeemed(code.clone()));
+        let replay = p.redeem_code(&digest(7), 51).unwrap();
+        assert_eq!(replay, Redeem::AlreadyUsed(CodeRecord { redeemed: true, ..code }));
+        assert_eq!(p.redeem_code(&digest(8), 50).unwrap(), Redeem::Unknown);
+    }
+
+    #[test]
+    fn expired_codes_are_refused_and_swept() {
+        let p = partition();
+        p.insert_code(&digest(1), &CodeRecord::test_record(100)).unwrap();
+        p.insert(&digest(2), &TokenRecord::test_record(100)).unwrap();
+        assert_eq!(p.redeem_code(&digest(1), 100).unwrap(), Redeem::Expired);
+        assert_eq!(p.sweep_expired(100, 10).unwrap(), 2);
+        assert_eq!(p.redeem_code(&digest(1), 0).unwrap(), Redeem::Unknown);
+        assert_eq!(p.get(&digest(2)).unwrap(), None);
     }
 }
