@@ -212,7 +212,12 @@ impl Authority {
             active: true,
             scope: Some(r.scope),
             client_id: Some(r.client_id),
-            token_type: Some("Bearer"),
+            // A resource server must not take a refresh token for an access token, so the two
+            // are told apart here rather than both reported as bearer tokens.
+            token_type: Some(match r.token_type {
+                TokenType::Access => "Bearer",
+                TokenType::Refresh => "refresh_token",
+            }),
             exp: Some(r.exp),
             iat: Some(r.iat),
             iss: Some(Arc::clone(&self.inner.issuer)),

@@ -109,8 +109,10 @@ impl Store {
     }
 }
 
+/// sled 0.34 reports a held lock as `ErrorKind::Other` with this message (config.rs,
+/// `try_lock`); there is no more specific signal to match on.
 fn is_lock_error(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock")
+    e.to_string().contains("could not acquire lock")
 }
 
 #[cfg(test)]
