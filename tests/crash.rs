@@ -54,6 +54,27 @@ async fn wait_ready(base: &str) {
     panic!("tessera at {base} never became ready");
 }
 
+fn write_config(dir: &Path, workers: usize, shards: usize) {
+    let data = dir.join("data");
+    let toml = format!(
+        "bind = \"127.0.0.1:0\"\ndata_dir = {data:?}\nworkers = {workers}\nshards = {shards}\n{}",
+        common::CLIENTS
+    );
+    std::fs::write(dir.join("tessera.toml"), toml).unwrap();
+}
+
+async fn is_active(http: &awc::Client, base: &str, token: &str) -> bool {
+    let mut r = http
+        .post(format!("{base}/oauth/introspect"))
+        .basic_auth("api-server", "api-secret")
+        .send_form(&[("token", token)])
+        .await
+        .unwrap();
+    r.json::<serde_json::Value>().await.unwrap()["active"]
+        .as_bool()
+        .unwrap()
+}
+
 #[derive(Default)]
 struct Ledger {
     issued: Vec<String>,
@@ -105,15 +126,7 @@ async fn worker(base: String, ledger: Rc<RefCell<Ledger>>, stop: Rc<RefCell<bool
 #[actix_rt::test]
 async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("tessera.toml"),
-        format!(
-            "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 2\nshards = 2\n{}",
-            dir.path().join("data"),
-            common::CLIENTS
-        ),
-    )
-    .unwrap();
+    write_config(dir.path(), 2, 2);
 
     let (mut child, base) = start(dir.path());
     wait_ready(&base).await;
@@ -153,15 +166,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
         if attempted && !revoked {
             continue; // the kill interrupted this revocation: either outcome is correct
         }
-        let mut r = http
-            .post(format!("{base}/oauth/introspect"))
-            .basic_auth("api-server", "api-secret")
-            .send_form(&[("token", token.as_str())])
-            .await
-            .unwrap();
-        let active = r.json::<serde_json::Value>().await.unwrap()["active"]
-            .as_bool()
-            .unwrap();
+        let active = is_active(&http, &base, token).await;
         match (revoked, active) {
             (false, false) => lost.push(token.clone()),
             (true, true) => resurrected.push(token.clone()),
@@ -193,15 +198,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
 #[actix_rt::test]
 async fn sigterm_stops_cleanly_and_keeps_every_token() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("tessera.toml"),
-        format!(
-            "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 1\n{}",
-            dir.path().join("data"),
-            common::CLIENTS
-        ),
-    )
-    .unwrap();
+    write_config(dir.path(), 1, 1);
     let (mut server, base) = start(dir.path());
     wait_ready(&base).await;
     let http = client();
@@ -238,12 +235,9 @@ async fn sigterm_stops_cleanly_and_keeps_every_token() {
     let (_server, base) = start(dir.path());
     wait_ready(&base).await;
     for token in &tokens {
-        let mut r = http
-            .post(format!("{base}/oauth/introspect"))
-            .basic_auth("api-server", "api-secret")
-            .send_form(&[("token", token.as_str())])
-            .await
-            .unwrap();
-        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["active"], true);
+        assert!(
+            is_active(&http, &base, token).await,
+            "token lost across a graceful restart"
+        );
     }
 }
