@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::actors::{IntrospectToken, IssueToken, Revocation, RevokeToken, ShardRouter};
-use crate::crypto::{mint_token, SecretDigest, ServerKey, TokenKind};
+use crate::crypto::{mint_token, SecretDigest, ServerKey, TokenDigest, TokenKind};
 use crate::metrics::{self as m, HotCounters};
 use crate::oauth::{scope, GrantRequest, OAuthError, PresentedClient};
 use crate::store::{ClientRecord, ClientRegistry, StoreError, TokenRecord, TokenType};
@@ -124,10 +124,6 @@ impl Authority {
         &self.inner.shards
     }
 
-    pub fn issuer(&self) -> &Arc<str> {
-        &self.inner.issuer
-    }
-
     /// Checks presented credentials against the registry. The secret is digested and compared
     /// in constant time; unknown clients and wrong secrets fail alike, as `invalid_client`.
     pub fn authenticate(&self, presented: &PresentedClient) -> Result<Arc<ClientRecord>, OAuthError> {
@@ -162,23 +158,23 @@ impl Authority {
         }
         match grant {
             GrantRequest::ClientCredentials { scope: requested } => {
-                let granted = scope::grantable(requested, &client.scopes)?;
+                let scope = scope::grantable(requested, &client.scopes)?.to_wire();
                 let record = TokenRecord {
                     token_type: TokenType::Access,
                     client_id: client.client_id.clone(),
-                    scope: granted.to_wire(),
+                    scope: scope.clone(),
                     sub: None,
                     aud: None,
                     iat: now,
                     exp: now + self.inner.access_ttl,
                 };
-                let access_token = self.issue(record.clone()).await?;
+                let access_token = self.issue(record).await?;
                 m::token_issued("client_credentials");
                 Ok(IssuedToken {
                     access_token,
                     token_type: "Bearer",
                     expires_in: self.inner.access_ttl,
-                    scope: record.scope,
+                    scope,
                 })
             }
         }
@@ -192,16 +188,22 @@ impl Authority {
         Ok(token)
     }
 
+    /// The digest of a presented token, or `None` for a string that cannot be one of ours, which
+    /// is then answered without hashing it or asking a shard.
+    fn presented_digest(&self, token: &str) -> Option<TokenDigest> {
+        (!token.is_empty() && token.len() <= MAX_TOKEN_LEN).then(|| self.inner.key.token_digest(token))
+    }
+
     /// RFC 7662 introspection of `token` at time `now`.
     pub async fn introspect(&self, token: &str, now: u64) -> Result<Introspection, AuthorityError> {
-        let record = if token.is_empty() || token.len() > MAX_TOKEN_LEN {
-            None
-        } else {
-            let digest = self.inner.key.token_digest(token);
-            self.inner
-                .shards
-                .send(&digest, IntrospectToken { digest, now })
-                .await??
+        let record = match self.presented_digest(token) {
+            Some(digest) => {
+                self.inner
+                    .shards
+                    .send(&digest, IntrospectToken { digest, now })
+                    .await??
+            }
+            None => None,
         };
         let Some(r) = record else {
             self.inner.counters.introspect_inactive.increment(1);
@@ -229,10 +231,9 @@ impl Authority {
     /// RFC 7009 revocation by `client` of one of its own tokens. Unknown tokens succeed
     /// silently (§2.2); a token of another client is refused and left alone.
     pub async fn revoke(&self, client: &ClientRecord, token: &str) -> Result<(), AuthorityError> {
-        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        let Some(digest) = self.presented_digest(token) else {
             return Ok(());
-        }
-        let digest = self.inner.key.token_digest(token);
+        };
         let msg = RevokeToken {
             digest,
             client_id: client.client_id.clone(),

@@ -151,6 +151,7 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::List => Op::List,
         ClientCommand::Remove { client_id } => Op::Remove(client_id),
     };
+    datadir::ensure_dir(&settings.data_dir).map_err(|e| e.to_string())?;
     let outcome = match Store::open(&settings.data_dir, 16 * 1024 * 1024) {
         Ok(store) => offline(&settings, &store, op)?,
         Err(StoreError::Locked) => online(&settings, op)?,
@@ -186,7 +187,6 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
 }
 
 fn offline(settings: &Settings, store: &Store, op: Op) -> Result<Outcome, String> {
-    datadir::ensure_dir(&settings.data_dir).map_err(|e| e.to_string())?;
     let key = datadir::load_server_key(settings.server_key.as_deref(), &settings.server_key_file)
         .map_err(|e| e.to_string())?;
     let clients = store.clients().map_err(|e| e.to_string())?;
@@ -216,13 +216,12 @@ fn online(settings: &Settings, op: Op) -> Result<Outcome, String> {
         let http = awc::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .finish();
-        let bearer = format!("Bearer {}", admin.token);
         let url = format!("{}/admin/clients", admin.url);
         match op {
             Op::Add(spec) => {
                 let mut res = http
                     .post(&url)
-                    .insert_header(("Authorization", bearer))
+                    .bearer_auth(&admin.token)
                     .send_json(&spec)
                     .await
                     .map_err(|e| unreachable(e.to_string()))?;
@@ -242,7 +241,7 @@ fn online(settings: &Settings, op: Op) -> Result<Outcome, String> {
             Op::List => {
                 let mut res = http
                     .get(&url)
-                    .insert_header(("Authorization", bearer))
+                    .bearer_auth(&admin.token)
                     .send()
                     .await
                     .map_err(|e| unreachable(e.to_string()))?;
@@ -259,7 +258,7 @@ fn online(settings: &Settings, op: Op) -> Result<Outcome, String> {
                 let id = percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC);
                 let res = http
                     .delete(format!("{url}/{id}"))
-                    .insert_header(("Authorization", bearer))
+                    .bearer_auth(&admin.token)
                     .send()
                     .await
                     .map_err(|e| unreachable(e.to_string()))?;

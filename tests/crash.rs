@@ -19,7 +19,8 @@ const WORKERS: usize = 24;
 const MAX_REQUESTS_PER_WORKER: usize = 2_000;
 const TRAFFIC_BEFORE_KILL: Duration = Duration::from_millis(1500);
 
-fn start(dir: &Path) -> (ServerProcess, String) {
+/// Starts the binary on the test's config and returns once it reports ready.
+async fn start(dir: &Path) -> (ServerProcess, String) {
     let admin = dir.join("data/admin.json");
     let _ = std::fs::remove_file(&admin);
     let child = ServerProcess(
@@ -35,10 +36,11 @@ fn start(dir: &Path) -> (ServerProcess, String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(a) = tessera::datadir::read_admin(&dir.join("data")) {
+            wait_ready(&a.url).await;
             return (child, a.url);
         }
         assert!(Instant::now() < deadline, "tessera did not start within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -128,8 +130,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 2, 2);
 
-    let (mut child, base) = start(dir.path());
-    wait_ready(&base).await;
+    let (mut child, base) = start(dir.path()).await;
     let ledger = Rc::new(RefCell::new(Ledger::default()));
     let stop = Rc::new(RefCell::new(false));
     let tasks: Vec<_> = (0..WORKERS)
@@ -154,8 +155,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
         ledger.revoked.len()
     );
 
-    let (mut child, base) = start(dir.path());
-    wait_ready(&base).await;
+    let (mut child, base) = start(dir.path()).await;
     let http = client();
     let mut lost = Vec::new();
     let mut resurrected = Vec::new();
@@ -199,8 +199,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
 async fn sigterm_stops_cleanly_and_keeps_every_token() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 1, 1);
-    let (mut server, base) = start(dir.path());
-    wait_ready(&base).await;
+    let (mut server, base) = start(dir.path()).await;
     let http = client();
     let mut tokens = Vec::new();
     for _ in 0..20 {
@@ -228,12 +227,11 @@ async fn sigterm_stops_cleanly_and_keeps_every_token() {
             break status;
         }
         assert!(Instant::now() < deadline, "tessera did not stop within 20 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "a graceful stop exits 0, got {status}");
 
-    let (_server, base) = start(dir.path());
-    wait_ready(&base).await;
+    let (_server, base) = start(dir.path()).await;
     for token in &tokens {
         assert!(
             is_active(&http, &base, token).await,

@@ -35,6 +35,8 @@ async fn metrics_expose_every_documented_series_after_traffic() {
     )
     .await;
     actix_rt::time::sleep(std::time::Duration::from_millis(2500)).await; // let the sweeper run
+    s.get("/oauth/token").await; // 405 from the resource's default service
+    s.get("/no/such/route").await;
     let m = s.get("/metrics").await;
     assert_eq!(m.status, StatusCode::OK);
     for name in tessera::metrics::ALL {
@@ -43,6 +45,12 @@ async fn metrics_expose_every_documented_series_after_traffic() {
     assert!(m
         .text
         .contains(r#"tessera_http_requests_total{route="/oauth/introspect",status="200"}"#));
+    assert!(m
+        .text
+        .contains(r#"tessera_http_requests_total{route="/oauth/token",status="405"}"#));
+    assert!(m
+        .text
+        .contains(r#"tessera_http_requests_total{route="unmatched",status="404"}"#));
     assert!(m.text.contains(r#"tessera_introspections_total{result="active"}"#));
     assert!(m.text.contains(r#"tessera_introspections_total{result="inactive"}"#));
     assert!(

@@ -136,7 +136,10 @@ impl Handler<RevokeToken> for TokenShard {
         self.took_message();
         let outcome = match self.partition.get(&msg.digest) {
             Ok(Some(record)) if record.client_id != msg.client_id => Ok(Revocation::NotOwner),
-            Ok(Some(_)) => self.partition.remove(&msg.digest).map(|_| Revocation::Revoked),
+            Ok(Some(record)) => self
+                .partition
+                .delete(&msg.digest, record.exp)
+                .map(|()| Revocation::Revoked),
             Ok(None) => Ok(Revocation::NotFound),
             Err(e) => Err(e),
         };

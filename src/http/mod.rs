@@ -28,6 +28,31 @@ pub struct AppState {
     pub discovery: web::Bytes,
 }
 
+/// Every route pattern. Each resource is named after its pattern, so the metrics middleware can
+/// label a request with a `&'static str` from this table instead of allocating the pattern.
+mod routes {
+    pub const TOKEN: &str = "/oauth/token";
+    pub const INTROSPECT: &str = "/oauth/introspect";
+    pub const REVOKE: &str = "/oauth/revoke";
+    pub const DISCOVERY: &str = "/.well-known/oauth-authorization-server";
+    pub const HEALTH: &str = "/health";
+    pub const READY: &str = "/ready";
+    pub const METRICS: &str = "/metrics";
+    pub const ADMIN_CLIENTS: &str = "/admin/clients";
+    pub const ADMIN_CLIENT: &str = "/admin/clients/{client_id}";
+    pub const ALL: &[&str] = &[
+        TOKEN,
+        INTROSPECT,
+        REVOKE,
+        DISCOVERY,
+        HEALTH,
+        READY,
+        METRICS,
+        ADMIN_CLIENTS,
+        ADMIN_CLIENT,
+    ];
+}
+
 /// Registers every route, with the body limits and the error mapping of the extractors.
 pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
@@ -42,48 +67,39 @@ pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOn
             .app_data(form)
             .app_data(json)
             .app_data(path)
-            .service(post_only("/oauth/token", oauth::token))
-            .service(post_only("/oauth/introspect", oauth::introspect))
-            .service(post_only("/oauth/revoke", oauth::revoke))
-            .service(get_only("/.well-known/oauth-authorization-server", meta::discovery))
-            .service(get_only("/health", meta::health))
-            .service(get_only("/ready", meta::ready))
-            .service(get_only("/metrics", meta::metrics))
+            .service(single_method(routes::TOKEN, web::post().to(oauth::token), "POST"))
+            .service(single_method(
+                routes::INTROSPECT,
+                web::post().to(oauth::introspect),
+                "POST",
+            ))
+            .service(single_method(routes::REVOKE, web::post().to(oauth::revoke), "POST"))
+            .service(single_method(routes::DISCOVERY, web::get().to(meta::discovery), "GET"))
+            .service(single_method(routes::HEALTH, web::get().to(meta::health), "GET"))
+            .service(single_method(routes::READY, web::get().to(meta::ready), "GET"))
+            .service(single_method(routes::METRICS, web::get().to(meta::metrics), "GET"))
             .service(
-                web::resource("/admin/clients")
+                web::resource(routes::ADMIN_CLIENTS)
+                    .name(routes::ADMIN_CLIENTS)
                     .route(web::get().to(admin::list_clients))
                     .route(web::post().to(admin::put_client))
                     .default_service(web::to(|| method_not_allowed("GET, POST"))),
             )
-            .service(
-                web::resource("/admin/clients/{client_id}")
-                    .route(web::delete().to(admin::remove_client))
-                    .default_service(web::to(|| method_not_allowed("DELETE"))),
-            )
+            .service(single_method(
+                routes::ADMIN_CLIENT,
+                web::delete().to(admin::remove_client),
+                "DELETE",
+            ))
             .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
     }
 }
 
-fn post_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
+/// A resource that answers one method, and 405 with `Allow: allow` to every other.
+fn single_method(path: &'static str, route: actix_web::Route, allow: &'static str) -> actix_web::Resource {
     web::resource(path)
-        .route(web::post().to(handler))
-        .default_service(web::to(|| method_not_allowed("POST")))
-}
-
-fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(|| method_not_allowed("GET")))
+        .name(path)
+        .route(route)
+        .default_service(web::to(move || method_not_allowed(allow)))
 }
 
 async fn method_not_allowed(allow: &'static str) -> HttpResponse {
@@ -100,7 +116,11 @@ pub async fn observe<B: MessageBody>(
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     let started = Instant::now();
     let res = next.call(req).await?;
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = res
+        .request()
+        .match_name()
+        .and_then(|name| routes::ALL.iter().copied().find(|r| *r == name))
+        .unwrap_or("unmatched");
     let status = res.status();
     crate::metrics::http_observed(route, status_label(status.as_u16()), started.elapsed());
     tracing::debug!(method = %res.request().method(), path = res.request().path(), status = status.as_u16(), "request");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use super::{ClientRecord, StoreError};
+use super::{ClientRecord, Record, StoreError};
 
 #[derive(Clone)]
 pub struct ClientRegistry {

@@ -25,7 +25,7 @@ use std::path::Path;
 
 pub use clients::ClientRegistry;
 pub use durability::GroupCommit;
-pub use records::{ClientRecord, CodeRecord, Redeem, TokenRecord, TokenType};
+pub use records::{ClientRecord, CodeRecord, Record, Redeem, TokenRecord, TokenType};
 pub use tokens::TokenPartition;
 
 /// Failures of the storage layer. Expected outcomes (not found, not the owner) are values in
@@ -36,6 +36,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("stored record could not be decoded: {0}")]
     Corrupt(#[from] postcard::Error),
+    #[error("the stored shard count is not a 4-byte number; the meta tree is damaged")]
+    CorruptMeta,
     #[error("the data directory is in use by another process")]
     Locked,
     #[error("the flusher stopped before this write was made durable")]
@@ -87,17 +89,17 @@ impl Store {
     pub fn partitions(&self, shards: usize) -> Result<Vec<TokenPartition>, StoreError> {
         assert!(shards > 0, "shard count is validated by config");
         let meta = self.db.open_tree("meta")?;
-        let previous = meta
-            .get("shards")?
-            .map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0, 0, 0, 1])) as usize);
+        let previous = match meta.get("shards")? {
+            Some(v) => Some(u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::CorruptMeta)?) as usize),
+            None => None,
+        };
         let parts: Vec<TokenPartition> = (0..shards)
             .map(|k| Ok(TokenPartition::new(self.db.open_tree(format!("tokens/{k}"))?)))
             .collect::<Result<_, StoreError>>()?;
         if let Some(old) = previous.filter(|&old| old != shards) {
             tracing::info!(from = old, to = shards, "re-partitioning tokens for a new shard count");
             for k in 0..old {
-                let tree = self.db.open_tree(format!("tokens/{k}"))?;
-                TokenPartition::new(tree.clone()).move_misplaced(k, &parts)?;
+                TokenPartition::new(self.db.open_tree(format!("tokens/{k}"))?).move_misplaced(k, &parts)?;
                 if k >= shards {
                     self.db.drop_tree(format!("tokens/{k}"))?;
                 }

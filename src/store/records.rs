@@ -1,10 +1,27 @@
 //! Records as stored: compact postcard encodings of the domain state.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::crypto::SecretDigest;
 use crate::oauth::GrantType;
+
+/// A value stored in sled, in postcard's compact encoding.
+pub trait Record: Serialize + DeserializeOwned {
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding to a Vec cannot fail")
+    }
+
+    /// Outcomes: the record, or `StoreError::Corrupt` for bytes that are not one.
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+}
+
+impl Record for TokenRecord {}
+impl Record for CodeRecord {}
+impl Record for ClientRecord {}
 
 /// What a token is for. Stored, so that introspection answers from the record alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,14 +46,6 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("encoding to a Vec cannot fail")
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        Ok(postcard::from_bytes(bytes)?)
-    }
-
     pub fn is_live(&self, now: u64) -> bool {
         now < self.exp
     }
@@ -75,14 +84,6 @@ pub struct CodeRecord {
 }
 
 impl CodeRecord {
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("encoding to a Vec cannot fail")
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        Ok(postcard::from_bytes(bytes)?)
-    }
-
     #[cfg(test)]
     pub fn test_record(exp: u64) -> Self {
         CodeRecord {
@@ -129,14 +130,6 @@ impl PartialEq for SecretDigest {
 }
 
 impl ClientRecord {
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("encoding to a Vec cannot fail")
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        Ok(postcard::from_bytes(bytes)?)
-    }
-
     pub fn may_use(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }

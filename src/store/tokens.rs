@@ -4,7 +4,7 @@
 //! writer of its tree. Operations are synchronous and return as soon as sled has applied them in
 //! memory; durability is the caller's business (see `GroupCommit`).
 
-use super::{CodeRecord, Redeem, StoreError, TokenRecord};
+use super::{CodeRecord, Record, Redeem, StoreError, TokenRecord};
 use crate::crypto::TokenDigest;
 
 const TOKEN: u8 = b't';
@@ -96,16 +96,14 @@ impl TokenPartition {
         }
     }
 
-    /// Removes a record and its expiry entry; returns what was removed.
-    pub fn remove(&self, digest: &TokenDigest) -> Result<Option<TokenRecord>, StoreError> {
-        let Some(record) = self.get(digest)? else {
-            return Ok(None);
-        };
+    /// Removes the token record for `digest`, whose expiry the caller read with [`get`](Self::get),
+    /// together with its expiry-index entry.
+    pub fn delete(&self, digest: &TokenDigest, exp: u64) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        batch.remove(&expiry_key(record.exp, digest)[..]);
+        batch.remove(&expiry_key(exp, digest)[..]);
         batch.remove(&token_key(digest)[..]);
         self.tree.apply_batch(batch)?;
-        Ok(Some(record))
+        Ok(())
     }
 
     /// Removes up to `limit` records whose expiry is at or before `now`; returns how many.
@@ -180,9 +178,9 @@ mod tests {
         p.insert(&digest(1), &r).unwrap();
         assert_eq!(p.get(&digest(1)).unwrap(), Some(r.clone()));
         assert_eq!(p.get(&digest(2)).unwrap(), None);
-        assert_eq!(p.remove(&digest(1)).unwrap(), Some(r));
+        p.delete(&digest(1), r.exp).unwrap();
         assert_eq!(p.get(&digest(1)).unwrap(), None);
-        assert_eq!(p.remove(&digest(1)).unwrap(), None);
+        p.delete(&digest(1), r.exp).unwrap();
         assert_eq!(
             p.sweep_expired(u64::MAX - 1, 10).unwrap(),
             0,
