@@ -120,10 +120,6 @@ impl Authority {
         &self.inner.clients
     }
 
-    pub fn shards(&self) -> &ShardRouter {
-        &self.inner.shards
-    }
-
     /// Checks presented credentials against the registry. The secret is digested and compared
     /// in constant time; unknown clients and wrong secrets fail alike, as `invalid_client`.
     pub fn authenticate(&self, presented: &PresentedClient) -> Result<Arc<ClientRecord>, OAuthError> {

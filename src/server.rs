@@ -72,7 +72,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 
     let partitions = store.partitions(settings.shards).map_err(store_err)?;
     let commit = Arc::new(GroupCommit::start(store.db().clone()));
-    let shards = ShardRouter::start(partitions, commit, settings.sweep_interval, settings.workers);
+    let shards = ShardRouter::start(partitions, commit, settings.sweep_interval);
     let authority = Authority::new(
         key.clone(),
         clients,
@@ -90,10 +90,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
     let max_body = settings.max_body_bytes;
 
-    let shards = state.authority.shards().clone();
     let server = HttpServer::new(move || {
-        // Runs once on each worker's thread, before the server accepts connections.
-        shards.host_here();
         App::new()
             .wrap(middleware::from_fn(http::observe))
             .configure(http::configure(state.clone(), max_body))

@@ -34,7 +34,6 @@ fn expiry_key(exp: u64, d: &TokenDigest) -> [u8; 41] {
     k
 }
 
-#[derive(Clone)]
 pub struct TokenPartition {
     tree: sled::Tree,
 }
