@@ -4,7 +4,7 @@
 # drift on a shared machine hits both alike. Writes the table into BENCHMARKS.md between the
 # bench markers, and the raw wrk lines into bench-results/.
 #
-#   [SHARDS=2] [WORKERS=2] scripts/bench.sh [TOKENS=100000] [SECONDS=15] [ROUNDS=3] [CONNECTIONS=64]
+#   [SHARDS=2] [SHARD_THREADS=default] [WORKERS=2] scripts/bench.sh [TOKENS=100000] [SECONDS=15] [ROUNDS=3] [CONNECTIONS=64]
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only; every wrk run is
 # bounded by its duration.
@@ -16,6 +16,7 @@ SECONDS_PER_RUN=${2:-15}
 ROUNDS=${3:-3}
 CONNS=${4:-64}
 SHARDS=${SHARDS:-2}
+SHARD_THREADS=${SHARD_THREADS:-}
 WORKERS=${WORKERS:-2}
 CEILING_ADDR=127.0.0.1:4900
 TESSERA_ADDR=127.0.0.1:4901
@@ -32,6 +33,7 @@ cat > "$work/tessera.toml" <<TOML
 bind = "$TESSERA_ADDR"
 data_dir = "$work/data"
 shards = $SHARDS
+${SHARD_THREADS:+shard_threads = $SHARD_THREADS}
 workers = $WORKERS
 
 [[clients]]
@@ -77,9 +79,11 @@ for round in $(seq "$ROUNDS"); do
   run issue "http://$TESSERA_ADDR" scripts/issue.lua "$demo_auth"
 done
 
-python3 - "$raw" "$TOKENS" "$SECONDS_PER_RUN" "$ROUNDS" "$CONNS" "$SHARDS" "$WORKERS" <<'PY'
-import re, statistics, sys, subprocess, datetime
-raw, tokens, secs, rounds, conns, shards, workers = sys.argv[1:]
+python3 - "$raw" "$TOKENS" "$SECONDS_PER_RUN" "$ROUNDS" "$CONNS" "$SHARDS" "$WORKERS" "$SHARD_THREADS" <<'PY'
+import os, re, statistics, sys, subprocess, datetime
+raw, tokens, secs, rounds, conns, shards, workers, threads = sys.argv[1:]
+# The server's own default when the script does not set it (src/config.rs).
+threads = threads or str(max(1, min(os.cpu_count() // 2, int(shards))))
 runs = {}
 for line in open(raw):
     name, rest = line.split(" ", 1)
@@ -90,7 +94,7 @@ ceiling = med("ceiling", "rps")
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 rows = [
     ("bare actix-web ceiling (`examples/ceiling.rs`)", "ceiling"),
-    (f"Tessera introspection, {int(tokens):,} live tokens, {shards} shard(s), {workers} workers", "introspect"),
+    (f"Tessera introspection, {int(tokens):,} live tokens, {shards} shard(s) on {threads} thread(s), {workers} workers", "introspect"),
     ("Tessera client_credentials issuance (durable)", "issue"),
 ]
 out = [f"Measured {datetime.date.today()} on {cpu or 'unknown CPU'}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
@@ -105,7 +109,8 @@ for label, name in rows:
 table = "\n".join(out)
 print(table)
 doc = open("BENCHMARKS.md").read()
-marker = "bench" if (shards, workers) == ("2", "2") else f"bench-shards{shards}-workers{workers}"
+default = (shards, workers) == ("2", "2") and not sys.argv[8]
+marker = "bench" if default else f"bench-shards{shards}-threads{threads}-workers{workers}"
 start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
 if start in doc and end in doc:
     doc = doc[: doc.index(start) + len(start)] + "\n" + table + "\n" + doc[doc.index(end):]

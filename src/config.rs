@@ -23,6 +23,9 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     /// Token shards; defaults to the number of cores.
     pub shards: Option<usize>,
+    /// Threads the shards run on (shard `k` on thread `k % shard_threads`); defaults to half
+    /// the cores, at least one, at most `shards`.
+    pub shard_threads: Option<usize>,
     /// HTTP worker threads; defaults to the number of cores.
     pub workers: Option<usize>,
     pub access_token_ttl_secs: Option<u64>,
@@ -118,6 +121,9 @@ impl RawConfig {
         if let Some(v) = num(&env, "TESSERA_SHARDS")? {
             self.shards = Some(v);
         }
+        if let Some(v) = num(&env, "TESSERA_SHARD_THREADS")? {
+            self.shard_threads = Some(v);
+        }
         if let Some(v) = num(&env, "TESSERA_WORKERS")? {
             self.workers = Some(v);
         }
@@ -149,6 +155,15 @@ impl RawConfig {
         if !(1..=256).contains(&shards) {
             return Err(ConfigError::Invalid(format!(
                 "shards must be between 1 and 256, got {shards}"
+            )));
+        }
+        // The HTTP workers already take one thread per core, and a shard thread spends most of
+        // its time waking for a message: fewer shard threads each wake less often and serve
+        // more messages per wake-up (BENCHMARKS.md, "Shard threads").
+        let shard_threads = self.shard_threads.unwrap_or((cores / 2).clamp(1, shards));
+        if !(1..=shards).contains(&shard_threads) {
+            return Err(ConfigError::Invalid(format!(
+                "shard_threads must be between 1 and shards ({shards}), got {shard_threads}"
             )));
         }
         let workers = self.workers.unwrap_or(cores);
@@ -184,6 +199,7 @@ impl RawConfig {
             server_key: self.server_key,
             data_dir,
             shards,
+            shard_threads,
             workers,
             access_token_ttl: Duration::from_secs(ttl),
             sweep_interval: Duration::from_secs(self.sweep_interval_secs.unwrap_or(30).max(1)),
@@ -205,6 +221,7 @@ pub struct Settings {
     /// Base64 server key from the environment; overrides `server_key_file`.
     pub server_key: Option<String>,
     pub shards: usize,
+    pub shard_threads: usize,
     pub workers: usize,
     pub access_token_ttl: Duration,
     pub sweep_interval: Duration,
@@ -222,6 +239,7 @@ impl std::fmt::Debug for Settings {
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
             .field("shards", &self.shards)
+            .field("shard_threads", &self.shard_threads)
             .field("workers", &self.workers)
             .field("access_token_ttl", &self.access_token_ttl)
             .field(
@@ -268,6 +286,7 @@ mod tests {
         assert_eq!(s.bind, DEFAULT_BIND);
         assert_eq!(s.issuer, None, "derived from the bound address at start");
         assert!(s.shards >= 1);
+        assert!((1..=s.shards).contains(&s.shard_threads));
     }
 
     #[test]
@@ -277,6 +296,7 @@ mod tests {
             "TESSERA_BIND" => Some("127.0.0.1:9999".into()),
             "TESSERA_ISSUER" => Some("https://auth.example/".into()),
             "TESSERA_SHARDS" => Some("3".into()),
+            "TESSERA_SHARD_THREADS" => Some("2".into()),
             _ => None,
         })
         .unwrap();
@@ -284,6 +304,7 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:9999");
         assert_eq!(s.issuer.as_deref(), Some("https://auth.example"));
         assert_eq!(s.shards, 3);
+        assert_eq!(s.shard_threads, 2);
     }
 
     #[test]
@@ -295,6 +316,13 @@ mod tests {
         assert!(err.to_string().contains("TESSERA_SHARDS"));
         assert!(RawConfig {
             shards: Some(0),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(RawConfig {
+            shards: Some(2),
+            shard_threads: Some(3),
             ..Default::default()
         }
         .validate()

@@ -72,7 +72,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 
     let partitions = store.partitions(settings.shards).map_err(store_err)?;
     let commit = Arc::new(GroupCommit::start(store.db().clone()));
-    let shards = ShardRouter::start(partitions, commit, settings.sweep_interval);
+    let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
     let authority = Authority::new(
         key.clone(),
         clients,
@@ -111,7 +111,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             token: admin_token,
         },
     )?;
-    tracing::info!(%addr, issuer = %issuer, shards = settings.shards, workers = settings.workers, "tessera listening");
+    tracing::info!(%addr, issuer = %issuer, shards = settings.shards, shard_threads = settings.shard_threads, workers = settings.workers, "tessera listening");
     Ok(Running {
         addr,
         server: server.run(),

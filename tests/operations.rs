@@ -62,6 +62,44 @@ async fn metrics_expose_every_documented_series_after_traffic() {
     s.stop().await;
 }
 
+/// Two shards on one shared thread and two shards on a thread each must behave alike: placement
+/// changes which thread runs an actor, never which actor owns a token.
+#[actix_rt::test]
+async fn shards_serve_alike_on_a_shared_thread_and_on_their_own() {
+    for threads in [1, 2] {
+        let s = TestServer::start(&format!("shard_threads = {threads}")).await;
+        // 40 tokens land on both shards except with probability 2^-39.
+        let mut tokens = Vec::new();
+        for _ in 0..40 {
+            tokens.push(s.issue("read").await);
+        }
+        for (i, token) in tokens.iter().enumerate() {
+            assert_eq!(s.introspect(token).await["active"], true, "threads={threads} token {i}");
+        }
+        for token in tokens.iter().step_by(2) {
+            let r = s
+                .post_form(
+                    "/oauth/revoke",
+                    Some(("demo-client", "demo-secret")),
+                    &[("token", token)],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK);
+        }
+        for (i, token) in tokens.iter().enumerate() {
+            let expect = i % 2 == 1;
+            assert_eq!(
+                s.introspect(token).await["active"],
+                expect,
+                "threads={threads} token {i}"
+            );
+        }
+        assert_eq!(s.stored_tokens(), 20, "threads={threads}");
+        assert_eq!(s.get("/ready").await.status, StatusCode::OK);
+        s.stop().await;
+    }
+}
+
 #[actix_rt::test]
 async fn admin_api_requires_the_credential_from_the_admin_file() {
     let s = TestServer::start("").await;

@@ -1,10 +1,16 @@
-//! The token shards: N `TokenShard` actors, each on its own arbiter thread, each the only
-//! owner and writer of one partition of token state.
+//! The token shards: N `TokenShard` actors, each the only owner and writer of one partition of
+//! token state, spread over T arbiter threads (shard `k` on thread `k % T`, T <= N).
 //!
 //! Routing needs no lookup table: a token's digest names its shard (`TokenDigest::shard`), so
 //! every HTTP worker computes the same owner for the same token and sends its message straight
 //! there. Because one actor handles one message at a time, the operations on a token (issue,
 //! introspect, revoke) are serialised without locks.
+//!
+//! Threads are a separate knob from shards because ownership and placement answer different
+//! questions. Shards partition the state; threads decide how often a sender must wake another
+//! thread. On a small machine the HTTP workers already hold every core, and a shard thread is
+//! mostly woken for one or two messages at a time, so two shards sharing one thread answer
+//! more requests, with a shorter tail, than two shards on two threads (BENCHMARKS.md).
 
 mod shard;
 
@@ -44,22 +50,27 @@ impl Drop for ShardThreads {
 }
 
 impl ShardRouter {
-    /// Starts one shard per partition, shard `k` on its own arbiter thread owning partition `k`.
-    /// Must be called inside an actix `System`.
-    pub fn start(partitions: Vec<TokenPartition>, commit: Arc<GroupCommit>, sweep_interval: Duration) -> Self {
+    /// Starts one shard per partition, shard `k` owning partition `k`, on `threads` arbiter
+    /// threads (at least one, at most one per shard). Must be called inside an actix `System`.
+    pub fn start(
+        partitions: Vec<TokenPartition>,
+        threads: usize,
+        commit: Arc<GroupCommit>,
+        sweep_interval: Duration,
+    ) -> Self {
+        let arbiters: Vec<ArbiterHandle> = (0..threads.clamp(1, partitions.len().max(1)))
+            .map(|_| Arbiter::new().handle())
+            .collect();
         let mut shards = Vec::with_capacity(partitions.len());
-        let mut threads = Vec::with_capacity(partitions.len());
         for (index, partition) in partitions.into_iter().enumerate() {
-            let arbiter = Arbiter::new().handle();
             let depth = crate::metrics::mailbox_gauge(index);
             let shard = TokenShard::new(index, partition, Arc::clone(&commit), depth.clone(), sweep_interval);
-            let addr = TokenShard::start_in_arbiter(&arbiter, move |_| shard);
+            let addr = TokenShard::start_in_arbiter(&arbiters[index % arbiters.len()], move |_| shard);
             shards.push(ShardHandle { addr, depth });
-            threads.push(arbiter);
         }
         Self {
             shards: shards.into(),
-            _threads: Arc::new(ShardThreads(threads)),
+            _threads: Arc::new(ShardThreads(arbiters)),
         }
     }
 
