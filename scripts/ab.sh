@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Same-pool A/B of Tessera builds or settings: every variant serves its own copy of one seeded
+# pool of live tokens, and wrk runs against each in turn, the order reversed every other round,
+# so drift on a shared machine hits all variants alike. Prints, per variant, the median req/s,
+# p50 and p99 over the rounds, and the server's CPU time per request (from /proc), which is
+# steadier than req/s on a noisy machine.
+#
+#   scripts/ab.sh [SECONDS=10] [ROUNDS=6] NAME=BINARY[:key=value,...] NAME=BINARY[:...] ...
+#   scripts/ab.sh 10 6 one=target/release/tessera:shard_threads=1 two=target/release/tessera:shard_threads=2
+#
+# key=value pairs go into the variant's TOML (shards, shard_threads, workers, ...); the default
+# is 2 shards and 2 workers. Needs wrk. Traffic goes to 127.0.0.1 only; every wrk run is
+# bounded by its duration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_PER_RUN=${1:-10}
+ROUNDS=${2:-6}
+shift 2 || true
+(($#)) || { sed -n '2,13p' "$0" >&2; exit 2; }
+TOKENS=${TOKENS:-100000}
+command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
+cargo build --release --example seed_tokens
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+names=() ; declare -A url pid tokens
+port=4920
+for spec in "$@"; do
+  name=${spec%%=*}; rest=${spec#*=}; bin=${rest%%:*}; opts=""
+  [[ $rest == *:* ]] && opts=${rest#*:}
+  shards=$(tr ',' '\n' <<<"$opts" | sed -n 's/^shards=//p'); shards=${shards:-2}
+  pool=$work/pool-$shards
+  if [[ ! -d $pool ]]; then
+    ./target/release/examples/seed_tokens "$pool" "$TOKENS" "$pool.tokens" "$shards"
+  fi
+  cp -r "$pool" "$work/$name"
+  {
+    echo "bind = \"127.0.0.1:$port\""
+    echo "data_dir = \"$work/$name\""
+    grep -q '^shards=' <<<"${opts//,/$'\n'}" || echo "shards = 2"
+    grep -q '^workers=' <<<"${opts//,/$'\n'}" || echo "workers = 2"
+    tr ',' '\n' <<<"$opts" | sed -n 's/^\([a-z_]*\)=\(.*\)$/\1 = \2/p'
+    printf '[[clients]]\nclient_id = "api-server"\nclient_secret = "api-secret"\n'
+  } > "$work/$name.toml"
+  TESSERA_LOG=warn "$bin" serve --config "$work/$name.toml" 2>"$work/$name.log" &
+  pids+=($!); pid[$name]=$!; url[$name]=http://127.0.0.1:$port; tokens[$name]=$pool.tokens; names+=("$name")
+  port=$((port + 1))
+done
+for name in "${names[@]}"; do
+  for _ in $(seq 300); do curl -sf "${url[$name]}/ready" >/dev/null && break; sleep 0.1; done
+done
+
+auth=$(printf 'api-server:api-secret' | base64)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+results=$work/results.txt
+for round in $(seq "$ROUNDS"); do
+  order=("${names[@]}")
+  ((round % 2)) || mapfile -t order < <(printf '%s\n' "${names[@]}" | tac)
+  for name in "${order[@]}"; do
+    before=$(cpu "${pid[$name]}")
+    line=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" -s scripts/introspect.lua "${url[$name]}" -- "${tokens[$name]}" "$auth" | grep '^RESULT')
+    after=$(cpu "${pid[$name]}")
+    echo "$name $line cpu_ticks=$((after - before)) hz=$(getconf CLK_TCK)" | tee -a "$results"
+  done
+done
+
+python3 - "$results" <<'PY'
+import re, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name, rest = line.split(" ", 1)
+    kv = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", rest)}
+    kv["cpu_us"] = kv["cpu_ticks"] / kv["hz"] * 1e6 / kv["requests"]
+    runs.setdefault(name, []).append(kv)
+print("\n| variant | req/s (median) | p50 ms | p99 ms | server CPU µs/request | rounds' p99 ms |")
+print("|---|---:|---:|---:|---:|---|")
+for name, rs in runs.items():
+    med = lambda k: statistics.median(r[k] for r in rs)
+    p99s = ", ".join(f"{r['p99_ms']:.2f}" for r in rs)
+    print(f"| {name} | {med('rps'):,.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {med('cpu_us'):.1f} | {p99s} |")
+PY
