@@ -21,22 +21,8 @@ async fn health_and_readiness() {
 
 #[actix_rt::test]
 async fn metrics_expose_every_documented_series_after_traffic() {
-    let s = TestServer::start("access_token_ttl_secs = 1\nsweep_interval_secs = 1").await;
-    let token = s.issue("read").await;
-    s.introspect(&token).await;
-    s.introspect("tsa_unknown").await;
-    s.post_form("/oauth/introspect", Some(("api-server", "nope")), &[("token", "x")])
-        .await;
-    let doomed = s.issue("read").await;
-    s.post_form(
-        "/oauth/revoke",
-        Some(("demo-client", "demo-secret")),
-        &[("token", &doomed)],
-    )
-    .await;
-    actix_rt::time::sleep(std::time::Duration::from_millis(2500)).await; // let the sweeper run
-    s.get("/oauth/token").await; // 405 from the resource's default service
-    s.get("/no/such/route").await;
+    let s = TestServer::start(common::EVERY_METRIC_SETTINGS).await;
+    let token = common::exercise_every_metric(&s).await;
     let m = s.get("/metrics").await;
     assert_eq!(m.status, StatusCode::OK);
     for name in tessera::metrics::ALL {

@@ -29,6 +29,32 @@ grant_types = ["client_credentials"]
 scopes = ["read"]
 "#;
 
+/// Settings under which [`exercise_every_metric`] makes every metric appear: tokens expire
+/// after a second and the sweeper runs every second.
+pub const EVERY_METRIC_SETTINGS: &str = "access_token_ttl_secs = 1\nsweep_interval_secs = 1";
+
+/// Traffic that makes every Tessera metric appear on `/metrics`: issuance, active and inactive
+/// introspection, a failed client authentication, a revocation, a sweep of expired tokens, a
+/// 405 and a 404. Returns one token it issued (expired by the time this returns).
+pub async fn exercise_every_metric(s: &TestServer) -> String {
+    let token = s.issue("read").await;
+    s.introspect(&token).await;
+    s.introspect("tsa_unknown").await;
+    s.post_form("/oauth/introspect", Some(("api-server", "nope")), &[("token", "x")])
+        .await;
+    let doomed = s.issue("read").await;
+    s.post_form(
+        "/oauth/revoke",
+        Some(("demo-client", "demo-secret")),
+        &[("token", &doomed)],
+    )
+    .await;
+    actix_rt::time::sleep(Duration::from_millis(2500)).await; // let the sweeper run
+    s.get("/oauth/token").await; // 405 from the resource's default service
+    s.get("/no/such/route").await;
+    token
+}
+
 pub struct TestServer {
     pub base: String,
     pub running_store: tessera::store::Store,
