@@ -1,0 +1,223 @@
+//! Load campaigns against a running Tessera, with goose.
+//!
+//! Scenarios (choose with `--scenarios NAME`; goose drops the dashes in the machine name):
+//! - `introspect-storm`: every user is a resource server (users spread over several
+//!   introspecting clients) introspecting tokens drawn at random from the pool, with a share of
+//!   revoked and never-issued tokens. Each answer is checked: a live token must be active,
+//!   any other inactive; a wrong answer counts as a failed request.
+//! - `issue`: client-credentials issuance.
+//! - `mixed`: 95% introspection, 4% issuance, 1% revocation (of a token the user issued itself,
+//!   so the pool's expected answers stay true).
+//!
+//! The pool (default 100,000 tokens) is issued over HTTP before the clock starts. Settings goose
+//! does not own come from `LOADTEST_*` variables (see `pool::Settings`). `scripts/loadtest.sh`
+//! runs a campaign with the defaults and keeps goose's HTML report and a JSON summary.
+
+mod pool;
+
+use std::sync::OnceLock;
+
+use goose::prelude::*;
+
+use pool::{Expect, Pool, Settings};
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+/// Tokens a `mixed` user issued and may revoke.
+#[derive(Clone)]
+struct Issued(Vec<String>);
+
+fn pool() -> &'static Pool {
+    POOL.get().expect("the pool is prepared before goose starts")
+}
+
+async fn introspect(user: &mut GooseUser) -> TransactionResult {
+    let pool = pool();
+    let rs = &pool.resource_servers[user.weighted_users_index % pool.resource_servers.len()];
+    let (token, expect) = pool.draw(&mut rand::thread_rng());
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, "/oauth/introspect")?
+        .basic_auth(&rs.id, Some(&rs.secret))
+        .form(&[("token", token)]);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path("/oauth/introspect")
+        .name("introspect")
+        .set_request_builder(builder)
+        .build();
+    let mut goose = user.request(request).await?;
+    let Ok(response) = goose.response else {
+        return Ok(()); // goose has recorded the failure
+    };
+    let body = response.text().await.unwrap_or_default();
+    let active = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["active"].as_bool());
+    if active != Some(expect == Expect::Active) {
+        let tag = format!("expected active={}", expect == Expect::Active);
+        return user.set_failure(&tag, &mut goose.request, None, Some(&body));
+    }
+    Ok(())
+}
+
+/// Issues one token and returns it, or `None` when the request failed (goose records why).
+async fn issue_one(user: &mut GooseUser) -> Result<Option<String>, Box<TransactionError>> {
+    let client = &pool().issuer_client;
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, "/oauth/token")?
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "read")]);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path("/oauth/token")
+        .name("issue")
+        .set_request_builder(builder)
+        .build();
+    let mut goose = user.request(request).await?;
+    let Ok(response) = goose.response else {
+        return Ok(None);
+    };
+    let body = response.text().await.unwrap_or_default();
+    let token = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["access_token"].as_str().map(str::to_owned));
+    match token {
+        Some(t) => Ok(Some(t)),
+        None => {
+            user.set_failure("no access_token", &mut goose.request, None, Some(&body))?;
+            Ok(None)
+        }
+    }
+}
+
+async fn issue(user: &mut GooseUser) -> TransactionResult {
+    issue_one(user).await.map(|_| ())
+}
+
+/// Issues a token and keeps it (a bounded number per user) for `revoke_own`.
+async fn issue_and_keep(user: &mut GooseUser) -> TransactionResult {
+    if let Some(token) = issue_one(user).await? {
+        match user.get_session_data_mut::<Issued>() {
+            Some(kept) if kept.0.len() < 64 => kept.0.push(token),
+            Some(_) => {}
+            None => user.set_session_data(Issued(vec![token])),
+        }
+    }
+    Ok(())
+}
+
+/// Revokes a token this user issued (issuing one first if it has none).
+async fn revoke_own(user: &mut GooseUser) -> TransactionResult {
+    let kept = user.get_session_data_mut::<Issued>().and_then(|k| k.0.pop());
+    let token = match kept {
+        Some(t) => t,
+        None => match issue_one(user).await? {
+            Some(t) => t,
+            None => return Ok(()),
+        },
+    };
+    let client = &pool().issuer_client;
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, "/oauth/revoke")?
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[("token", token.as_str())]);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path("/oauth/revoke")
+        .name("revoke")
+        .set_request_builder(builder)
+        .build();
+    user.request(request).await?;
+    Ok(())
+}
+
+/// The value of `--host`/`-H` on goose's command line, which the pool setup needs too.
+fn host_from_args(args: &[String]) -> String {
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if let Some(v) = arg.strip_prefix("--host=") {
+            return v.to_owned();
+        }
+        if arg == "--host" || arg == "-H" {
+            if let Some(v) = it.next() {
+                return v.clone();
+            }
+        }
+    }
+    "http://127.0.0.1:4000".to_owned()
+}
+
+/// Whether the selected scenarios introspect, and so need the pool.
+fn needs_pool(args: &[String]) -> bool {
+    let selected = args
+        .iter()
+        .position(|a| a == "--scenarios")
+        .and_then(|i| args.get(i + 1))
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--scenarios=").map(|_| a)));
+    match selected {
+        Some(s) => s.contains("introspect") || s.contains("mixed"),
+        None => true,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let informational = args.iter().any(|a| {
+        matches!(
+            a.as_str(),
+            "-h" | "--help" | "-V" | "--version" | "--scenarios-list" | "-S"
+        )
+    });
+    if !informational {
+        let settings = Settings::from_env(host_from_args(&args))?;
+        let pool = if needs_pool(&args) {
+            Pool::prepare(&settings).await?
+        } else {
+            Pool::issuance_only(&settings)
+        };
+        POOL.set(pool).ok().expect("prepared once");
+    }
+
+    GooseAttack::initialize()?
+        .register_scenario(scenario!("introspect-storm").register_transaction(transaction!(introspect)))
+        .register_scenario(scenario!("issue").register_transaction(transaction!(issue)))
+        .register_scenario(
+            scenario!("mixed")
+                .register_transaction(transaction!(introspect).set_weight(95)?)
+                .register_transaction(transaction!(issue_and_keep).set_weight(4)?)
+                .register_transaction(transaction!(revoke_own).set_weight(1)?),
+        )
+        .set_default(GooseDefault::Host, "http://127.0.0.1:4000")?
+        .set_default(GooseDefault::Users, 64)?
+        .set_default(GooseDefault::IncreaseRate, "64")?
+        .set_default(GooseDefault::RunTime, 60)?
+        .execute()
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_host_comes_from_gooses_own_flag() {
+        assert_eq!(host_from_args(&args("lt --host http://h:1 -u 4")), "http://h:1");
+        assert_eq!(host_from_args(&args("lt --host=http://h:2")), "http://h:2");
+        assert_eq!(host_from_args(&args("lt -H http://h:3")), "http://h:3");
+        assert_eq!(host_from_args(&args("lt -u 4")), "http://127.0.0.1:4000");
+    }
+
+    #[test]
+    fn only_introspecting_scenarios_prepare_a_pool() {
+        assert!(needs_pool(&args("lt")));
+        assert!(needs_pool(&args("lt --scenarios introspectstorm")));
+        assert!(needs_pool(&args("lt --scenarios=mixed")));
+        assert!(!needs_pool(&args("lt --scenarios issue")));
+    }
+}
