@@ -17,9 +17,10 @@ mod pool;
 
 use std::sync::OnceLock;
 
+use goose::goose::GooseResponse;
 use goose::prelude::*;
 
-use pool::{Expect, Pool, Settings};
+use pool::{Client, Expect, Pool, Settings};
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
@@ -31,21 +32,32 @@ fn pool() -> &'static Pool {
     POOL.get().expect("the pool is prepared before goose starts")
 }
 
+/// POSTs `form` to `path` as `client` (HTTP Basic), recorded by goose under `name`.
+async fn post_as(
+    user: &mut GooseUser,
+    client: &Client,
+    path: &'static str,
+    name: &'static str,
+    form: &[(&str, &str)],
+) -> Result<GooseResponse, Box<TransactionError>> {
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, path)?
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(form);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path(path)
+        .name(name)
+        .set_request_builder(builder)
+        .build();
+    user.request(request).await
+}
+
 async fn introspect(user: &mut GooseUser) -> TransactionResult {
     let pool = pool();
     let rs = &pool.resource_servers[user.weighted_users_index % pool.resource_servers.len()];
     let (token, expect) = pool.draw(&mut rand::thread_rng());
-    let builder = user
-        .get_request_builder(&GooseMethod::Post, "/oauth/introspect")?
-        .basic_auth(&rs.id, Some(&rs.secret))
-        .form(&[("token", token)]);
-    let request = GooseRequest::builder()
-        .method(GooseMethod::Post)
-        .path("/oauth/introspect")
-        .name("introspect")
-        .set_request_builder(builder)
-        .build();
-    let mut goose = user.request(request).await?;
+    let mut goose = post_as(user, rs, "/oauth/introspect", "introspect", &[("token", token)]).await?;
     let Ok(response) = goose.response else {
         return Ok(()); // goose has recorded the failure
     };
@@ -62,18 +74,8 @@ async fn introspect(user: &mut GooseUser) -> TransactionResult {
 
 /// Issues one token and returns it, or `None` when the request failed (goose records why).
 async fn issue_one(user: &mut GooseUser) -> Result<Option<String>, Box<TransactionError>> {
-    let client = &pool().issuer_client;
-    let builder = user
-        .get_request_builder(&GooseMethod::Post, "/oauth/token")?
-        .basic_auth(&client.id, Some(&client.secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", "read")]);
-    let request = GooseRequest::builder()
-        .method(GooseMethod::Post)
-        .path("/oauth/token")
-        .name("issue")
-        .set_request_builder(builder)
-        .build();
-    let mut goose = user.request(request).await?;
+    let form = [("grant_type", "client_credentials"), ("scope", "read")];
+    let mut goose = post_as(user, &pool().issuer_client, "/oauth/token", "issue", &form).await?;
     let Ok(response) = goose.response else {
         return Ok(None);
     };
@@ -116,18 +118,8 @@ async fn revoke_own(user: &mut GooseUser) -> TransactionResult {
             None => return Ok(()),
         },
     };
-    let client = &pool().issuer_client;
-    let builder = user
-        .get_request_builder(&GooseMethod::Post, "/oauth/revoke")?
-        .basic_auth(&client.id, Some(&client.secret))
-        .form(&[("token", token.as_str())]);
-    let request = GooseRequest::builder()
-        .method(GooseMethod::Post)
-        .path("/oauth/revoke")
-        .name("revoke")
-        .set_request_builder(builder)
-        .build();
-    user.request(request).await?;
+    let form = [("token", token.as_str())];
+    post_as(user, &pool().issuer_client, "/oauth/revoke", "revoke", &form).await?;
     Ok(())
 }
 
