@@ -116,6 +116,8 @@ print(table)
 doc = open("BENCHMARKS.md").read()
 default = (shards, workers) == ("2", "2") and not sys.argv[8]
 marker = "bench" if default else f"bench-shards{shards}-threads{threads}-workers{workers}"
+if tokens != "100000":
+    marker += f"-tokens{tokens}"
 start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
 if start in doc and end in doc:
     doc = doc[: doc.index(start) + len(start)] + "\n" + table + "\n" + doc[doc.index(end):]
