@@ -12,7 +12,9 @@
 //!
 //! # Guarantees
 //! - A raw token is never written: only its digest is a key.
-//! - A record and its expiry-index entry are written and removed together (one sled batch).
+//! - Every record has its expiry-index entry: the entry is written before the record and removed
+//!   after it. An entry may outlive its record (a crash between the two writes); the sweeper
+//!   removes it at its expiry.
 //! - Nothing here is durable until [`GroupCommit`] has flushed it; callers that promise
 //!   durability wait on [`GroupCommit::durable`].
 
