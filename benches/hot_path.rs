@@ -12,7 +12,7 @@ use actix_web::{middleware, test, web, App};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use rand::seq::SliceRandom;
 
-use tessera::actors::{IntrospectToken, ShardRouter};
+use tessera::actors::ShardRouter;
 use tessera::admin::ClientSpec;
 use tessera::authority::Authority;
 use tessera::config::RawClient;
@@ -20,7 +20,7 @@ use tessera::crypto::{mint_token, ServerKey, TokenDigest, TokenKind};
 use tessera::http::{self, AppState};
 use tessera::oauth::client_auth::presented_client;
 use tessera::oauth::GrantType;
-use tessera::store::{GroupCommit, Store, TokenPartition, TokenRecord, TokenType};
+use tessera::store::{GroupCommit, Store, TokenClaims, TokenPartition, TokenRecord, TokenType};
 
 /// Live tokens in the benchmark store, as in `scripts/bench.sh`.
 const POOL: usize = 100_000;
@@ -38,11 +38,13 @@ struct Fixture {
 
 fn record(now: u64) -> TokenRecord {
     TokenRecord {
-        token_type: TokenType::Access,
-        client_id: "demo-client".into(),
-        scope: "read write".into(),
-        sub: None,
-        aud: None,
+        claims: Arc::new(TokenClaims {
+            token_type: TokenType::Access,
+            client_id: "demo-client".into(),
+            scope: "read write".into(),
+            sub: None,
+            aud: None,
+        }),
         iat: now,
         exp: now + 24 * 3600,
     }
@@ -70,14 +72,14 @@ fn fixture() -> Fixture {
             .upsert(ClientSpec::from(raw).into_record(&key).expect("client"))
             .expect("upsert");
     }
-    let partitions = store.partitions(SHARDS).expect("partitions");
     let now = tessera::unix_now();
+    let mut partitions = store.partitions(SHARDS, now).expect("partitions");
     let tokens: Vec<String> = (0..POOL)
         .map(|_| {
             let token = mint_token(TokenKind::Access);
             let digest = key.token_digest(&token);
             partitions[digest.shard(SHARDS)]
-                .insert(&digest, &record(now))
+                .insert(&digest, record(now))
                 .expect("insert");
             token
         })
@@ -102,7 +104,7 @@ fn crypto(c: &mut Criterion, f: &Fixture) {
     g.finish();
 }
 
-fn store(c: &mut Criterion, f: &Fixture) {
+fn store(c: &mut Criterion, f: &mut Fixture) {
     let mut g = c.benchmark_group("store");
     let digests: Vec<TokenDigest> = f.tokens.iter().map(|t| f.key.token_digest(t)).collect();
     let mut i = 0usize;
@@ -110,28 +112,49 @@ fn store(c: &mut Criterion, f: &Fixture) {
         b.iter(|| {
             i = (i + 7919) % digests.len();
             let d = &digests[i];
-            f.partitions[d.shard(SHARDS)].get(d).expect("get").expect("present")
+            f.partitions[d.shard(SHARDS)].get(d).expect("present").exp
         })
     });
     let now = tessera::unix_now();
     g.bench_function("put_unflushed", |b| {
         b.iter_batched(
             || f.key.token_digest(&mint_token(TokenKind::Access)),
-            |d| f.partitions[d.shard(SHARDS)].insert(&d, &record(now)).expect("insert"),
+            |d| f.partitions[d.shard(SHARDS)].insert(&d, record(now)).expect("insert"),
             BatchSize::SmallInput,
         )
     });
     g.finish();
 }
 
+/// What a restart costs: every partition read from sled into memory, in parallel. Runs before
+/// anything writes more tokens, so it loads exactly the pool.
+fn load(c: &mut Criterion, f: &Fixture) {
+    let mut g = c.benchmark_group("store");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let now = tessera::unix_now();
+    g.bench_function("load_100k", |b| {
+        b.iter(|| {
+            let loaded: usize = f
+                .store
+                .partitions(SHARDS, now)
+                .expect("load")
+                .iter()
+                .map(TokenPartition::len)
+                .sum();
+            assert_eq!(loaded, POOL);
+        })
+    });
+    g.finish();
+}
+
 /// Actor and HTTP benchmarks run inside one actix system; each measurement awaits `iters`
 /// operations in a row on the system's thread, as an HTTP worker would.
-fn actors_and_http(c: &mut Criterion, f: &Fixture) {
+fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
     let sys = actix_rt::System::new();
     let now = tessera::unix_now();
     let commit = Arc::new(GroupCommit::start(f.store.db().clone()));
     let (router, service) = sys.block_on(async {
-        let partitions = f.store.partitions(SHARDS).expect("partitions");
+        let partitions = f.store.partitions(SHARDS, now).expect("partitions");
         let router = ShardRouter::start(partitions, 1, Arc::clone(&commit), Duration::from_secs(3600));
         let authority = Authority::new(
             f.key.clone(),
@@ -181,8 +204,8 @@ fn actors_and_http(c: &mut Criterion, f: &Fixture) {
                 let started = Instant::now();
                 for n in 0..iters as usize {
                     let digest = f.key.token_digest(&shuffled[n % shuffled.len()]);
-                    let found = router.send(&digest, IntrospectToken { digest, now }).await;
-                    assert!(matches!(found, Ok(Ok(Some(_)))));
+                    let found = router.introspect(digest, now).await;
+                    assert!(matches!(found, Ok(Some(_))));
                 }
                 started.elapsed()
             })
@@ -202,7 +225,7 @@ fn actors_and_http(c: &mut Criterion, f: &Fixture) {
                         // shard reads) so that only the flush is timed.
                         for _ in 0..writes {
                             let d = f.key.token_digest(&mint_token(TokenKind::Access));
-                            f.partitions[d.shard(SHARDS)].insert(&d, &record(now)).expect("insert");
+                            f.partitions[d.shard(SHARDS)].insert(&d, record(now)).expect("insert");
                         }
                         let started = Instant::now();
                         commit.durable().await.expect("durable");
@@ -238,10 +261,11 @@ fn actors_and_http(c: &mut Criterion, f: &Fixture) {
 }
 
 fn hot_path(c: &mut Criterion) {
-    let f = fixture();
+    let mut f = fixture();
     crypto(c, &f);
-    store(c, &f);
-    actors_and_http(c, &f);
+    load(c, &f);
+    store(c, &mut f);
+    actors_and_http(c, &mut f);
 }
 
 criterion_group!(benches, hot_path);

@@ -4,8 +4,10 @@
 //!
 //! `cargo run --release --example seed_tokens -- DATA_DIR COUNT OUT_FILE [SHARDS]`
 
+use std::sync::Arc;
 use tessera::crypto::{mint_token, TokenKind};
-use tessera::store::{Store, TokenRecord, TokenType};
+
+use tessera::store::{Store, TokenClaims, TokenRecord, TokenType};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,22 +21,25 @@ fn main() {
     tessera::datadir::ensure_dir(dir).expect("data dir");
     let key = tessera::datadir::load_server_key(None, &dir.join("server.key")).expect("server key");
     let store = Store::open(dir, 256 << 20).expect("store (is the server running?)");
-    let parts = store.partitions(shards).expect("partitions");
     let now = tessera::unix_now();
+    let mut parts = store.partitions(shards, now).expect("partitions");
+    let claims = Arc::new(TokenClaims {
+        token_type: TokenType::Access,
+        client_id: "demo-client".into(),
+        scope: "read write".into(),
+        sub: None,
+        aud: None,
+    });
     let mut out = String::with_capacity(count * 48);
     for _ in 0..count {
         let token = mint_token(TokenKind::Access);
         let digest = key.token_digest(&token);
         let record = TokenRecord {
-            token_type: TokenType::Access,
-            client_id: "demo-client".into(),
-            scope: "read write".into(),
-            sub: None,
-            aud: None,
+            claims: Arc::clone(&claims),
             iat: now,
             exp: now + 24 * 3600,
         };
-        parts[digest.shard(shards)].insert(&digest, &record).expect("insert");
+        parts[digest.shard(shards)].insert(&digest, record).expect("insert");
         out.push_str(&token);
         out.push('\n');
     }

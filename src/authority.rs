@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::actors::{IntrospectToken, IssueToken, Revocation, RevokeToken, ShardRouter};
+use crate::actors::{IssueToken, Revocation, RevokeToken, ShardRouter};
 use crate::crypto::{mint_token, SecretDigest, ServerKey, TokenDigest, TokenKind};
 use crate::metrics::{self as m, HotCounters};
 use crate::oauth::{scope, GrantRequest, OAuthError, PresentedClient};
-use crate::store::{ClientRecord, ClientRegistry, StoreError, TokenRecord, TokenType};
+use crate::store::{ClientRecord, ClientRegistry, StoreError, TokenClaims, TokenRecord, TokenType};
 
 /// Longest string accepted as a token; anything longer cannot be one of ours and is answered
 /// without a digest or a shard hop.
@@ -37,40 +37,58 @@ pub struct IssuedToken {
 }
 
 /// An introspection response (RFC 7662 §2.2). An inactive token serialises as
-/// `{"active":false}` and nothing else.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct Introspection {
-    pub active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iss: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+/// `{"active":false}` and nothing else; an active one borrows every string it writes from the
+/// token's shared claims.
+#[derive(Debug, PartialEq)]
+pub enum Introspection {
+    Inactive,
+    Active { token: TokenRecord, iss: Arc<str> },
 }
 
-impl Introspection {
-    pub const INACTIVE: Introspection = Introspection {
-        active: false,
-        scope: None,
-        client_id: None,
-        token_type: None,
-        exp: None,
-        iat: None,
-        iss: None,
-        sub: None,
-        aud: None,
-    };
+impl Serialize for Introspection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Inactive {
+            active: bool,
+        }
+        #[derive(Serialize)]
+        struct Active<'a> {
+            active: bool,
+            scope: &'a str,
+            client_id: &'a str,
+            token_type: &'static str,
+            exp: u64,
+            iat: u64,
+            iss: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sub: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<&'a str>,
+        }
+        match self {
+            Introspection::Inactive => Inactive { active: false }.serialize(s),
+            Introspection::Active { token, iss } => {
+                let c = &token.claims;
+                Active {
+                    active: true,
+                    scope: &c.scope,
+                    client_id: &c.client_id,
+                    // A resource server must not take a refresh token for an access token, so
+                    // the two are told apart here rather than both reported as bearer tokens.
+                    token_type: match c.token_type {
+                        TokenType::Access => "Bearer",
+                        TokenType::Refresh => "refresh_token",
+                    },
+                    exp: token.exp,
+                    iat: token.iat,
+                    iss,
+                    sub: c.sub.as_deref(),
+                    aud: c.aud.as_deref(),
+                }
+                .serialize(s)
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -156,11 +174,13 @@ impl Authority {
             GrantRequest::ClientCredentials { scope: requested } => {
                 let scope = scope::grantable(requested, &client.scopes)?.to_wire();
                 let record = TokenRecord {
-                    token_type: TokenType::Access,
-                    client_id: client.client_id.clone(),
-                    scope: scope.clone(),
-                    sub: None,
-                    aud: None,
+                    claims: Arc::new(TokenClaims {
+                        token_type: TokenType::Access,
+                        client_id: client.client_id.clone(),
+                        scope: scope.clone(),
+                        sub: None,
+                        aud: None,
+                    }),
                     iat: now,
                     exp: now + self.inner.access_ttl,
                 };
@@ -180,7 +200,8 @@ impl Authority {
     async fn issue(&self, record: TokenRecord) -> Result<String, AuthorityError> {
         let token = mint_token(TokenKind::Access);
         let digest = self.inner.key.token_digest(&token);
-        self.inner.shards.send(&digest, IssueToken { digest, record }).await??;
+        let durable = self.inner.shards.send(&digest, IssueToken { digest, record }).await??;
+        durable.await?;
         Ok(token)
     }
 
@@ -192,35 +213,22 @@ impl Authority {
 
     /// RFC 7662 introspection of `token` at time `now`.
     pub async fn introspect(&self, token: &str, now: u64) -> Result<Introspection, AuthorityError> {
-        let record = match self.presented_digest(token) {
-            Some(digest) => {
-                self.inner
-                    .shards
-                    .send(&digest, IntrospectToken { digest, now })
-                    .await??
-            }
+        let found = match self.presented_digest(token) {
+            Some(digest) => self.inner.shards.introspect(digest, now).await?,
             None => None,
         };
-        let Some(r) = record else {
-            self.inner.counters.introspect_inactive.increment(1);
-            return Ok(Introspection::INACTIVE);
-        };
-        self.inner.counters.introspect_active.increment(1);
-        Ok(Introspection {
-            active: true,
-            scope: Some(r.scope),
-            client_id: Some(r.client_id),
-            // A resource server must not take a refresh token for an access token, so the two
-            // are told apart here rather than both reported as bearer tokens.
-            token_type: Some(match r.token_type {
-                TokenType::Access => "Bearer",
-                TokenType::Refresh => "refresh_token",
-            }),
-            exp: Some(r.exp),
-            iat: Some(r.iat),
-            iss: Some(Arc::clone(&self.inner.issuer)),
-            sub: r.sub,
-            aud: r.aud,
+        Ok(match found {
+            Some(token) => {
+                self.inner.counters.introspect_active.increment(1);
+                Introspection::Active {
+                    token,
+                    iss: Arc::clone(&self.inner.issuer),
+                }
+            }
+            None => {
+                self.inner.counters.introspect_inactive.increment(1);
+                Introspection::Inactive
+            }
         })
     }
 
@@ -235,7 +243,8 @@ impl Authority {
             client_id: client.client_id.clone(),
         };
         match self.inner.shards.send(&digest, msg).await?? {
-            Revocation::Revoked => {
+            Revocation::Revoked(durable) => {
+                durable.await?;
                 m::token_revoked();
                 Ok(())
             }

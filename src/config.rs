@@ -30,7 +30,8 @@ pub struct RawConfig {
     pub workers: Option<usize>,
     pub access_token_ttl_secs: Option<u64>,
     pub sweep_interval_secs: Option<u64>,
-    /// sled page cache, in MiB.
+    /// sled page cache, in MiB. Reads are answered from memory, so sled caches only the pages
+    /// that writes touch; a large cache mostly holds pages read once at start.
     pub cache_mib: Option<u64>,
     /// File holding the server key (at least 32 bytes); default `<data_dir>/server.key`.
     pub server_key_file: Option<PathBuf>,
@@ -203,7 +204,7 @@ impl RawConfig {
             workers,
             access_token_ttl: Duration::from_secs(ttl),
             sweep_interval: Duration::from_secs(self.sweep_interval_secs.unwrap_or(30).max(1)),
-            cache_bytes: self.cache_mib.unwrap_or(256) * 1024 * 1024,
+            cache_bytes: self.cache_mib.unwrap_or(32) * 1024 * 1024,
             max_body_bytes: self.max_body_bytes.unwrap_or(16 * 1024),
             clients,
         })

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram, Counter, Gauge};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
@@ -19,6 +19,8 @@ pub const CLIENT_AUTH_FAILURES: &str = "tessera_client_auth_failures_total";
 pub const SHARD_MAILBOX_DEPTH: &str = "tessera_shard_mailbox_depth";
 pub const FLUSH_BATCH_SIZE: &str = "tessera_flush_batch_size";
 pub const FLUSH_DURATION: &str = "tessera_flush_duration_seconds";
+pub const INTROSPECTION_BATCH_SIZE: &str = "tessera_introspection_batch_size";
+pub const TOKENS_LIVE: &str = "tessera_tokens_live";
 
 /// Every metric name, for documentation checks and dashboards.
 pub const ALL: &[&str] = &[
@@ -32,6 +34,8 @@ pub const ALL: &[&str] = &[
     SHARD_MAILBOX_DEPTH,
     FLUSH_BATCH_SIZE,
     FLUSH_DURATION,
+    INTROSPECTION_BATCH_SIZE,
+    TOKENS_LIVE,
 ];
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -46,7 +50,7 @@ pub fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(FLUSH_BATCH_SIZE.into()), BATCH_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), BATCH_BUCKETS))
             .expect("bucket lists are non-empty")
             .install_recorder()
             .expect("no other metrics recorder is installed in this process");
@@ -76,6 +80,11 @@ fn describe() {
     describe_gauge!(SHARD_MAILBOX_DEPTH, "Messages sent to a shard and not yet handled");
     describe_histogram!(FLUSH_BATCH_SIZE, "Durable writes covered by one group-commit flush");
     describe_histogram!(FLUSH_DURATION, Unit::Seconds, "Duration of one group-commit flush");
+    describe_histogram!(
+        INTROSPECTION_BATCH_SIZE,
+        "Introspections carried by one message from an HTTP worker to a shard"
+    );
+    describe_gauge!(TOKENS_LIVE, "Tokens a shard holds, live or expired and not yet swept");
 }
 
 /// Handles for the metrics on the introspection path, registered once so that recording is an
@@ -105,6 +114,14 @@ impl Default for HotCounters {
 
 pub fn mailbox_gauge(shard: usize) -> Gauge {
     gauge!(SHARD_MAILBOX_DEPTH, "shard" => shard.to_string())
+}
+
+pub fn live_tokens_gauge(shard: usize) -> Gauge {
+    gauge!(TOKENS_LIVE, "shard" => shard.to_string())
+}
+
+pub fn introspection_batch_histogram() -> Histogram {
+    histogram!(INTROSPECTION_BATCH_SIZE)
 }
 
 pub fn token_issued(grant: &'static str) {

@@ -70,7 +70,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}").into());
 
-    let partitions = store.partitions(settings.shards).map_err(store_err)?;
+    let partitions = store
+        .partitions(settings.shards, crate::unix_now())
+        .map_err(store_err)?;
     let commit = Arc::new(GroupCommit::start(store.db().clone()));
     let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
     let authority = Authority::new(

@@ -1,18 +1,19 @@
 //! One token shard and the messages it handles.
 //!
-//! Reads answer from sled directly. Writes are applied to sled inside the handler (so the next
-//! message already sees them) and the reply waits on the group commit, so a caller is told
-//! "issued" or "revoked" only once that state is on disk. The wait runs outside the actor: the
-//! shard goes on serving other messages while the flush is in progress.
+//! Reads are answered from the partition's memory. Writes are applied to the partition inside
+//! the handler (so the next message already sees them), and the reply carries a [`Durable`]
+//! that the caller awaits before telling anyone "issued" or "revoked". The wait runs outside
+//! the actor: the shard goes on serving other messages while the flush is in progress, and the
+//! flusher wakes the waiting caller directly.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use metrics::Gauge;
+use metrics::{Gauge, Histogram};
 
 use crate::crypto::TokenDigest;
-use crate::store::{GroupCommit, StoreError, TokenPartition, TokenRecord};
+use crate::store::{Durable, GroupCommit, StoreError, TokenPartition, TokenRecord};
 
 /// Room for bursts from every HTTP worker before senders wait.
 const MAILBOX_CAPACITY: usize = 4096;
@@ -25,6 +26,9 @@ pub struct TokenShard {
     commit: Arc<GroupCommit>,
     /// Shared with `ShardRouter`, which increments it on send.
     depth: Gauge,
+    /// Tokens in the partition, set after every change.
+    live: Gauge,
+    batch_size: Histogram,
     sweep_interval: Duration,
 }
 
@@ -36,11 +40,15 @@ impl TokenShard {
         depth: Gauge,
         sweep_interval: Duration,
     ) -> Self {
+        let live = crate::metrics::live_tokens_gauge(index);
+        live.set(partition.len() as f64);
         Self {
             index,
             partition,
             commit,
             depth,
+            live,
+            batch_size: crate::metrics::introspection_batch_histogram(),
             sweep_interval,
         }
     }
@@ -49,10 +57,15 @@ impl TokenShard {
         self.depth.decrement(1.0);
     }
 
+    fn count_live(&self) {
+        self.live.set(self.partition.len() as f64);
+    }
+
     fn sweep(&mut self, ctx: &mut Context<Self>) {
         match self.partition.sweep_expired(crate::unix_now(), SWEEP_CHUNK) {
             Ok(0) => {}
             Ok(n) => {
+                self.count_live();
                 crate::metrics::tokens_swept(n);
                 tracing::debug!(shard = self.index, removed = n, "swept expired tokens");
                 if n == SWEEP_CHUNK {
@@ -73,55 +86,59 @@ impl Actor for TokenShard {
     }
 }
 
-/// Store a new token. Replies after the record is durable.
+/// Store a new token. The reply's [`Durable`] resolves once the record is on disk.
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<Durable, StoreError>")]
 pub struct IssueToken {
     pub digest: TokenDigest,
     pub record: TokenRecord,
 }
 
 impl Handler<IssueToken> for TokenShard {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = Result<Durable, StoreError>;
 
     fn handle(&mut self, msg: IssueToken, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
-        match self.partition.insert(&msg.digest, &msg.record) {
-            Ok(()) => Box::pin(self.commit.durable()),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
+        self.partition.insert(&msg.digest, msg.record)?;
+        self.count_live();
+        Ok(self.commit.durable())
     }
 }
 
-/// Look a token up. Replies with its record if it exists and has not expired at `now`.
+/// Look tokens up: each `(digest, now)` is answered with its record if it exists and has not
+/// expired at `now`. The records' claims are shared with the partition, so an answer copies no
+/// string. The router batches every lookup a worker makes for this shard in one turn of its
+/// event loop into one of these (see `ShardRouter::introspect`).
 #[derive(Message)]
-#[rtype(result = "Result<Option<TokenRecord>, StoreError>")]
-pub struct IntrospectToken {
-    pub digest: TokenDigest,
-    pub now: u64,
+#[rtype(result = "Vec<Option<TokenRecord>>")]
+pub struct IntrospectTokens {
+    pub lookups: Vec<(TokenDigest, u64)>,
 }
 
-impl Handler<IntrospectToken> for TokenShard {
-    type Result = Result<Option<TokenRecord>, StoreError>;
+impl Handler<IntrospectTokens> for TokenShard {
+    type Result = Vec<Option<TokenRecord>>;
 
-    fn handle(&mut self, msg: IntrospectToken, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: IntrospectTokens, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
-        Ok(self.partition.get(&msg.digest)?.filter(|r| r.is_live(msg.now)))
+        self.batch_size.record(msg.lookups.len() as f64);
+        msg.lookups
+            .iter()
+            .map(|(digest, now)| self.partition.get(digest).filter(|r| r.is_live(*now)).cloned())
+            .collect()
     }
 }
 
 /// What a revocation found.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revocation {
-    /// The token existed, belonged to the caller, and its removal is durable.
-    Revoked,
+    /// The token existed and belonged to the caller; it is gone once the `Durable` resolves.
+    Revoked(Durable),
     /// No such token (never issued, already revoked, or swept after expiry).
     NotFound,
     /// The token belongs to another client; nothing was changed.
     NotOwner,
 }
 
-/// Revoke a token on behalf of `client_id`. Replies after the removal is durable.
+/// Revoke a token on behalf of `client_id`.
 #[derive(Message)]
 #[rtype(result = "Result<Revocation, StoreError>")]
 pub struct RevokeToken {
@@ -130,25 +147,18 @@ pub struct RevokeToken {
 }
 
 impl Handler<RevokeToken> for TokenShard {
-    type Result = ResponseFuture<Result<Revocation, StoreError>>;
+    type Result = Result<Revocation, StoreError>;
 
     fn handle(&mut self, msg: RevokeToken, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
-        let outcome = match self.partition.get(&msg.digest) {
-            Ok(Some(record)) if record.client_id != msg.client_id => Ok(Revocation::NotOwner),
-            Ok(Some(record)) => self
-                .partition
-                .delete(&msg.digest, record.exp)
-                .map(|()| Revocation::Revoked),
-            Ok(None) => Ok(Revocation::NotFound),
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(Revocation::Revoked) => {
-                let durable = self.commit.durable();
-                Box::pin(async move { durable.await.map(|()| Revocation::Revoked) })
+        match self.partition.get(&msg.digest) {
+            None => Ok(Revocation::NotFound),
+            Some(record) if record.claims.client_id != msg.client_id => Ok(Revocation::NotOwner),
+            Some(_) => {
+                self.partition.remove(&msg.digest)?;
+                self.count_live();
+                Ok(Revocation::Revoked(self.commit.durable()))
             }
-            other => Box::pin(async move { other }),
         }
     }
 }

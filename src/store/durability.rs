@@ -1,14 +1,22 @@
 //! Group commit: many writers, one `fsync`.
 //!
-//! A writer applies its change to sled (in memory), then awaits [`GroupCommit::durable`]. A
-//! single flusher thread collects every waiter registered since its last flush, calls
-//! `sled::Db::flush` once, and wakes them all. Because a waiter registers only after its write
-//! was applied, the flush that wakes it started after the write, and so covered it.
+//! A writer applies its change to sled (in memory), then takes a [`Durable`] from
+//! [`GroupCommit::durable`] and awaits it. A single flusher thread collects every waiter
+//! registered since its last flush, calls `sled::Db::flush` once, and wakes them all. Because a
+//! waiter registers only after its write was applied, the flush that wakes it started after the
+//! write, and so covered it.
+//!
+//! A `Durable` can be handed to another thread and awaited there: a shard takes it and returns
+//! it in its reply, so the flusher wakes the HTTP worker that waits for the answer directly,
+//! and the shard thread is not woken a second time for the write.
 //!
 //! Under load the batch grows by itself: while one flush runs, the next batch gathers. At rest a
 //! lone write is flushed at once, with no timer to wait for.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -21,6 +29,9 @@ type Waiter = oneshot::Sender<Result<(), Arc<sled::Error>>>;
 struct Queue {
     waiters: Vec<Waiter>,
     shutdown: bool,
+    /// The flusher is waiting on the condvar. Only then does a new waiter need to wake it: a
+    /// busy flusher looks at the queue again when its flush is done.
+    idle: bool,
 }
 
 struct Shared {
@@ -40,6 +51,7 @@ impl GroupCommit {
             queue: Mutex::new(Queue {
                 waiters: Vec::new(),
                 shutdown: false,
+                idle: false,
             }),
             wake: Condvar::new(),
         });
@@ -54,27 +66,43 @@ impl GroupCommit {
         }
     }
 
-    /// Resolves once every write applied before this call is on disk.
-    pub fn durable(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
+    /// A future that resolves once every write applied before this call is on disk.
+    pub fn durable(&self) -> Durable {
         let (tx, rx) = oneshot::channel();
-        {
+        let wake = {
             let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             q.waiters.push(tx);
+            std::mem::take(&mut q.idle)
+        };
+        if wake {
+            self.shared.wake.notify_one();
         }
-        self.shared.wake.notify_one();
-        async move {
-            match rx.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(StoreError::Sled((*e).clone())),
-                Err(_) => Err(StoreError::FlusherGone),
-            }
-        }
+        Durable(rx)
+    }
+}
+
+/// Resolves when the writes applied before it was taken are on disk: `Ok`, the flush's error,
+/// or [`StoreError::FlusherGone`] if the flusher stopped first.
+#[must_use = "a write is not durable until its Durable resolves"]
+pub struct Durable(oneshot::Receiver<Result<(), Arc<sled::Error>>>);
+
+impl Future for Durable {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|r| match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Sled((*e).clone())),
+            Err(_) => Err(StoreError::FlusherGone),
+        })
     }
 }
 
 impl Drop for GroupCommit {
     fn drop(&mut self) {
         self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).shutdown = true;
+        // Unconditionally: shutdown is not a waiter, and the flusher must see it even if idle
+        // was already taken by a writer whose wake-up has not arrived yet.
         self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -87,8 +115,10 @@ fn flush_loop(shared: &Shared, db: &sled::Db) {
         let (batch, stop) = {
             let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             while q.waiters.is_empty() && !q.shutdown {
+                q.idle = true;
                 q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
             }
+            q.idle = false;
             (std::mem::take(&mut q.waiters), q.shutdown)
         };
         let started = Instant::now();

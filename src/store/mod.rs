@@ -2,21 +2,19 @@
 //!
 //! # Layout of the sled database (`<data_dir>/db`)
 //! - tree `meta`: `shards` → the partition count the tokens are laid out for (u32, big endian);
+//!   `layout` → the version of the token key layout below (u32, big endian; now 2);
 //! - tree `clients`: `client_id` → [`ClientRecord`];
-//! - tree `tokens/<k>` for each shard `k`, holding three kinds of key:
-//!   - `t ‖ digest` → [`TokenRecord`] (access and refresh tokens), where `digest` is
-//!     `HMAC-SHA256(server key, token)`;
-//!   - `c ‖ digest` → [`CodeRecord`] (authorization codes, digested the same way);
-//!   - `e ‖ exp (u64 big endian) ‖ digest` → empty: the expiry index, in expiry order, so the
-//!     sweeper reads only what has expired.
+//! - tree `tokens/<k>` for each shard `k`: `exp (u64 big endian) ‖ kind ‖ digest` → the record,
+//!   where `kind` is `t` for a [`TokenRecord`] (access and refresh tokens) and `c` for a
+//!   [`CodeRecord`] (authorization codes), and `digest` is `HMAC-SHA256(server key, token)`.
 //!
 //! # Guarantees
-//! - A raw token is never written: only its digest is a key.
-//! - Every record has its expiry-index entry: the entry is written before the record and removed
-//!   after it. An entry may outlive its record (a crash between the two writes); the sweeper
-//!   removes it at its expiry.
+//! - A raw token is never written: only its digest is part of a key.
+//! - A record is one key: it is written and removed whole, and carries its own expiry.
+//! - A [`TokenPartition`] holds every unexpired record of its tree in memory too, and changes the
+//!   memory only after sled accepted the change.
 //! - Nothing here is durable until [`GroupCommit`] has flushed it; callers that promise
-//!   durability wait on [`GroupCommit::durable`].
+//!   durability wait on the [`Durable`] that [`GroupCommit::durable`] returns.
 
 mod clients;
 mod durability;
@@ -26,8 +24,8 @@ mod tokens;
 use std::path::Path;
 
 pub use clients::ClientRegistry;
-pub use durability::GroupCommit;
-pub use records::{ClientRecord, CodeRecord, Record, Redeem, TokenRecord, TokenType};
+pub use durability::{Durable, GroupCommit};
+pub use records::{ClientRecord, CodeRecord, Record, Redeem, TokenClaims, TokenRecord, TokenType};
 pub use tokens::TokenPartition;
 
 /// Failures of the storage layer. Expected outcomes (not found, not the owner) are values in
@@ -38,8 +36,15 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("stored record could not be decoded: {0}")]
     Corrupt(#[from] postcard::Error),
-    #[error("the stored shard count is not a 4-byte number; the meta tree is damaged")]
+    #[error("the stored shard count or layout is not a 4-byte number; the meta tree is damaged")]
     CorruptMeta,
+    #[error("a token tree holds a key that is not a token key; the tree is damaged")]
+    CorruptKey,
+    #[error(
+        "the data directory holds tokens in layout {found}, and this build reads layout {LAYOUT}; \
+         remove its db directory to start afresh"
+    )]
+    UnknownLayout { found: u32 },
     #[error("the data directory is in use by another process")]
     Locked,
     #[error("the flusher stopped before this write was made durable")]
@@ -85,33 +90,69 @@ impl Store {
         ClientRegistry::open(self.db.clone())
     }
 
-    /// The `shards` token partitions, re-laid-out first if the database was last used with a
-    /// different shard count. Each record moves to the partition its digest now selects, so a
-    /// change of `shards` in the config loses nothing.
-    pub fn partitions(&self, shards: usize) -> Result<Vec<TokenPartition>, StoreError> {
+    /// The `shards` token partitions, loaded into memory (records expired at `now` stay on
+    /// disk for the sweeper). If the database was last used with a different shard count, each
+    /// record first moves to the partition its digest now selects, so a change of `shards` in
+    /// the config loses nothing. Partitions load in parallel, one thread each.
+    pub fn partitions(&self, shards: usize, now: u64) -> Result<Vec<TokenPartition>, StoreError> {
         assert!(shards > 0, "shard count is validated by config");
         let meta = self.db.open_tree("meta")?;
-        let previous = match meta.get("shards")? {
-            Some(v) => Some(u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::CorruptMeta)?) as usize),
-            None => None,
+        let read_u32 = |name: &str| -> Result<Option<u32>, StoreError> {
+            match meta.get(name)? {
+                Some(v) => Ok(Some(u32::from_be_bytes(
+                    v.as_ref().try_into().map_err(|_| StoreError::CorruptMeta)?,
+                ))),
+                None => Ok(None),
+            }
         };
-        let parts: Vec<TokenPartition> = (0..shards)
-            .map(|k| Ok(TokenPartition::new(self.db.open_tree(format!("tokens/{k}"))?)))
-            .collect::<Result<_, StoreError>>()?;
+        let previous = read_u32("shards")?.map(|n| n as usize);
+        match (read_u32("layout")?, previous) {
+            (Some(LAYOUT), _) => {}
+            (Some(found), _) => return Err(StoreError::UnknownLayout { found }),
+            // Builds before layout 2 wrote `shards` and no `layout`. Without tokens there is
+            // nothing to read in the old layout.
+            (None, Some(old)) if !self.token_trees_empty(old)? => return Err(StoreError::UnknownLayout { found: 1 }),
+            (None, _) => {}
+        }
+        let trees: Vec<sled::Tree> = (0..shards)
+            .map(|k| self.db.open_tree(format!("tokens/{k}")))
+            .collect::<Result<_, _>>()?;
         if let Some(old) = previous.filter(|&old| old != shards) {
             tracing::info!(from = old, to = shards, "re-partitioning tokens for a new shard count");
             for k in 0..old {
-                TokenPartition::new(self.db.open_tree(format!("tokens/{k}"))?).move_misplaced(k, &parts)?;
+                tokens::move_misplaced(&self.db.open_tree(format!("tokens/{k}"))?, k, &trees)?;
                 if k >= shards {
                     self.db.drop_tree(format!("tokens/{k}"))?;
                 }
             }
         }
+        meta.insert("layout", &LAYOUT.to_be_bytes())?;
         meta.insert("shards", &(shards as u32).to_be_bytes())?;
         self.db.flush()?;
-        Ok(parts)
+        std::thread::scope(|s| {
+            let loads: Vec<_> = trees
+                .into_iter()
+                .map(|tree| s.spawn(move || TokenPartition::load(tree, now)))
+                .collect();
+            loads
+                .into_iter()
+                .map(|l| l.join().expect("a partition load panicked"))
+                .collect()
+        })
+    }
+
+    fn token_trees_empty(&self, count: usize) -> Result<bool, StoreError> {
+        for k in 0..count {
+            if !self.db.open_tree(format!("tokens/{k}"))?.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
+
+/// The version of the token key layout this build writes and reads.
+const LAYOUT: u32 = 2;
 
 /// sled 0.34 reports a held lock as `ErrorKind::Other` with this message (config.rs,
 /// `try_lock`); there is no more specific signal to match on.
@@ -128,22 +169,23 @@ mod tests {
     fn repartitioning_moves_every_token_to_its_new_shard() {
         let store = Store::temporary().unwrap();
         let key = ServerKey::from_bytes(&[7; 32]).unwrap();
-        let parts = store.partitions(3).unwrap();
+        let mut parts = store.partitions(3, 0).unwrap();
         let digests: Vec<_> = (0..300)
             .map(|_| key.token_digest(&mint_token(TokenKind::Access)))
             .collect();
         for (i, d) in digests.iter().enumerate() {
             if i % 2 == 0 {
-                parts[d.shard(3)].insert(d, &TokenRecord::test_record(10_000)).unwrap();
+                parts[d.shard(3)].insert(d, TokenRecord::test_record(10_000)).unwrap();
             } else {
                 parts[d.shard(3)]
-                    .insert_code(d, &CodeRecord::test_record(10_000))
+                    .insert_code(d, CodeRecord::test_record(10_000))
                     .unwrap();
             }
         }
-        let present = |parts: &[TokenPartition], n: usize, i: usize, d: &crate::crypto::TokenDigest| {
+        drop(parts);
+        let present = |parts: &mut [TokenPartition], n: usize, i: usize, d: &crate::crypto::TokenDigest| {
             if i % 2 == 0 {
-                parts[d.shard(n)].get(d).unwrap().is_some()
+                parts[d.shard(n)].get(d).is_some()
             } else {
                 matches!(
                     parts[d.shard(n)].redeem_code(d, 0).unwrap(),
@@ -151,19 +193,41 @@ mod tests {
                 )
             }
         };
-        let parts = store.partitions(2).unwrap();
+        let mut parts = store.partitions(2, 0).unwrap();
         for (i, d) in digests.iter().enumerate() {
-            assert!(present(&parts, 2, i, d), "record {i} after 3 -> 2");
+            assert!(present(&mut parts, 2, i, d), "record {i} after 3 -> 2");
         }
-        let parts = store.partitions(5).unwrap();
+        drop(parts);
+        let mut parts = store.partitions(5, 0).unwrap();
         for (i, d) in digests.iter().enumerate() {
-            assert!(present(&parts, 5, i, d), "record {i} after 2 -> 5");
+            assert!(present(&mut parts, 5, i, d), "record {i} after 2 -> 5");
         }
-        let swept: usize = parts.iter().map(|p| p.sweep_expired(20_000, 1000).unwrap()).sum();
-        assert_eq!(swept, digests.len());
-        assert!(
-            digests.iter().all(|d| parts[d.shard(5)].get(d).unwrap().is_none()),
-            "sweep found every moved expiry entry"
+        assert_eq!(parts.iter().map(TokenPartition::len).sum::<usize>(), digests.len() / 2);
+        let swept: usize = parts.iter_mut().map(|p| p.sweep_expired(20_000, 1000).unwrap()).sum();
+        assert_eq!(swept, digests.len(), "no record was left behind or duplicated");
+    }
+
+    #[test]
+    fn a_store_with_tokens_in_the_old_layout_is_refused() {
+        let store = Store::temporary().unwrap();
+        let meta = store.db().open_tree("meta").unwrap();
+        meta.insert("shards", &1u32.to_be_bytes()).unwrap();
+        let old = store.db().open_tree("tokens/0").unwrap();
+        old.insert([b't'; 33], &b"record"[..]).unwrap();
+        assert!(matches!(
+            store.partitions(1, 0),
+            Err(StoreError::UnknownLayout { found: 1 })
+        ));
+        old.clear().unwrap();
+        assert_eq!(
+            store.partitions(1, 0).unwrap().len(),
+            1,
+            "an empty old store is taken over"
         );
+        meta.insert("layout", &9u32.to_be_bytes()).unwrap();
+        assert!(matches!(
+            store.partitions(1, 0),
+            Err(StoreError::UnknownLayout { found: 9 })
+        ));
     }
 }

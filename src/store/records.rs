@@ -1,5 +1,7 @@
 //! Records as stored: compact postcard encodings of the domain state.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -24,15 +26,17 @@ impl Record for CodeRecord {}
 impl Record for ClientRecord {}
 
 /// What a token is for. Stored, so that introspection answers from the record alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TokenType {
     Access,
     Refresh,
 }
 
-/// The state of one issued token, keyed by the token's digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
+/// What a token says about itself, apart from its times: who it was issued to, for what, and on
+/// whose behalf. Many tokens share the same claims (every token of one client and scope set, or
+/// of one user at one client), so a partition keeps one copy of each and its tokens point to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TokenClaims {
     pub token_type: TokenType,
     pub client_id: String,
     /// Space-separated granted scope.
@@ -40,6 +44,13 @@ pub struct TokenRecord {
     /// The resource owner, for tokens issued on behalf of a user.
     pub sub: Option<String>,
     pub aud: Option<String>,
+}
+
+/// The state of one issued token, keyed by the token's digest. In memory the claims are shared
+/// (`Arc`); on disk each record carries its own copy (postcard, about 30 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub claims: Arc<TokenClaims>,
     /// Issued-at and expiry, seconds since the Unix epoch.
     pub iat: u64,
     pub exp: u64,
@@ -53,11 +64,13 @@ impl TokenRecord {
     #[cfg(test)]
     pub fn test_record(exp: u64) -> Self {
         TokenRecord {
-            token_type: TokenType::Access,
-            client_id: "c".into(),
-            scope: "read".into(),
-            sub: None,
-            aud: None,
+            claims: Arc::new(TokenClaims {
+                token_type: TokenType::Access,
+                client_id: "c".into(),
+                scope: "read".into(),
+                sub: None,
+                aud: None,
+            }),
             iat: 0,
             exp,
         }
@@ -141,10 +154,8 @@ mod tests {
 
     #[test]
     fn token_record_round_trips_and_is_compact() {
-        let r = TokenRecord {
-            sub: Some("alice".into()),
-            ..TokenRecord::test_record(1_900_000_000)
-        };
+        let mut r = TokenRecord::test_record(1_900_000_000);
+        Arc::make_mut(&mut r.claims).sub = Some("alice".into());
         let bytes = r.encode();
         assert!(bytes.len() < 40, "{} bytes", bytes.len());
         assert_eq!(TokenRecord::decode(&bytes).unwrap(), r);

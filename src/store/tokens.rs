@@ -1,158 +1,211 @@
-//! One shard's partition of token state: a sled tree and the operations on it.
+//! One shard's partition of token state: every record in memory, where all reads are answered,
+//! and in a sled tree, which makes the records durable.
 //!
-//! A `TokenPartition` is owned by exactly one `TokenShard` actor, which is therefore the only
-//! writer of its tree. Operations are synchronous and return as soon as sled has applied them in
-//! memory; durability is the caller's business (see `GroupCommit`).
+//! A `TokenPartition` is owned by exactly one `TokenShard` actor, the only reader and writer of
+//! both halves, so the two cannot drift apart: a write goes to sled first and reaches memory only
+//! if sled took it. Operations are synchronous and return once sled has applied them in memory;
+//! durability is the caller's business (see `GroupCommit`).
+//!
+//! # Why memory answers reads
+//! A sled lookup costs a tree descent, page-cache bookkeeping and a decode that allocates; at a
+//! million live tokens that was about a fifth of the server's CPU under an introspection load,
+//! and it grows with the tree. A hash map lookup does not grow, and the decoded claims are
+//! shared, so an answer allocates nothing. sled is read once, at start, to fill the maps.
+//!
+//! # Keys in the tree
+//! `exp (u64 big endian) ‖ kind (1 byte) ‖ digest (32 bytes)` → the postcard record. Keys in
+//! expiry order make the tree its own expiry index, so the sweeper reads only an expired
+//! prefix; and since a new token expires after the ones before it, inserts land near the right
+//! edge of the tree, which sled handles at about half the cost of a random insert
+//! (BENCHMARKS.md). A record is one sled key, so it is written and removed by one operation.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::{CodeRecord, Record, Redeem, StoreError, TokenRecord};
 use crate::crypto::TokenDigest;
+use crate::store::TokenClaims;
 
 const TOKEN: u8 = b't';
 const CODE: u8 = b'c';
-const EXPIRY: u8 = b'e';
+const KEY_LEN: usize = 41;
 
-fn record_key(prefix: u8, d: &TokenDigest) -> [u8; 33] {
-    let mut k = [0u8; 33];
-    k[0] = prefix;
-    k[1..].copy_from_slice(&d.0);
-    k
-}
+type Hasher = ahash::RandomState;
 
-fn token_key(d: &TokenDigest) -> [u8; 33] {
-    record_key(TOKEN, d)
-}
-
-fn code_key(d: &TokenDigest) -> [u8; 33] {
-    record_key(CODE, d)
-}
-
-fn expiry_key(exp: u64, d: &TokenDigest) -> [u8; 41] {
-    let mut k = [0u8; 41];
-    k[0] = EXPIRY;
-    k[1..9].copy_from_slice(&exp.to_be_bytes());
+fn key(exp: u64, kind: u8, d: &TokenDigest) -> [u8; KEY_LEN] {
+    let mut k = [0u8; KEY_LEN];
+    k[..8].copy_from_slice(&exp.to_be_bytes());
+    k[8] = kind;
     k[9..].copy_from_slice(&d.0);
     k
 }
 
+/// The parts of a key, or `None` for bytes that are not one.
+fn parse_key(k: &[u8]) -> Option<(u64, u8, TokenDigest)> {
+    let k: &[u8; KEY_LEN] = k.try_into().ok()?;
+    let exp = u64::from_be_bytes(k[..8].try_into().ok()?);
+    let digest = TokenDigest(k[9..].try_into().ok()?);
+    Some((exp, k[8], digest))
+}
+
 pub struct TokenPartition {
     tree: sled::Tree,
+    tokens: HashMap<TokenDigest, TokenRecord, Hasher>,
+    codes: HashMap<TokenDigest, CodeRecord, Hasher>,
+    /// One shared copy of each distinct set of claims; see [`TokenClaims`].
+    claims: HashSet<Arc<TokenClaims>, Hasher>,
 }
 
 impl TokenPartition {
-    pub(super) fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+    /// Reads every record of `tree` into memory, except those already expired at `now`, which
+    /// stay on disk for the sweeper to remove.
+    pub(super) fn load(tree: sled::Tree, now: u64) -> Result<Self, StoreError> {
+        let mut p = Self {
+            tree,
+            tokens: HashMap::default(),
+            codes: HashMap::default(),
+            claims: HashSet::default(),
+        };
+        let live_from = key(now.saturating_add(1), 0, &TokenDigest([0; 32]));
+        for entry in p.tree.range(live_from..) {
+            let (k, v) = entry?;
+            let (_, kind, digest) = parse_key(&k).ok_or(StoreError::CorruptKey)?;
+            match kind {
+                TOKEN => {
+                    let mut record = TokenRecord::decode(&v)?;
+                    record.claims = p.intern(record.claims);
+                    p.tokens.insert(digest, record);
+                }
+                CODE => {
+                    p.codes.insert(digest, CodeRecord::decode(&v)?);
+                }
+                _ => return Err(StoreError::CorruptKey),
+            }
+        }
+        Ok(p)
     }
 
-    /// Stores a token record and its expiry-index entry.
-    pub fn insert(&self, digest: &TokenDigest, record: &TokenRecord) -> Result<(), StoreError> {
-        self.insert_raw(TOKEN, digest, record.exp, record.encode())
+    /// Tokens held, live or expired but not yet swept.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
     }
 
-    /// Stores an authorization code and its expiry-index entry.
-    pub fn insert_code(&self, digest: &TokenDigest, record: &CodeRecord) -> Result<(), StoreError> {
-        self.insert_raw(CODE, digest, record.exp, record.encode())
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
     }
 
-    // Two plain inserts, index entry first, rather than one `sled::Batch`: a batch takes sled's
-    // write lock and logs a manifest, which made each write cost about twice as much and each
-    // flush about four times as much (BENCHMARKS.md). The order keeps the invariant that matters
-    // after a crash between the two: no record without its index entry. An entry without its
-    // record is harmless; the sweeper removes it when its time comes.
-    fn insert_raw(&self, prefix: u8, digest: &TokenDigest, exp: u64, value: Vec<u8>) -> Result<(), StoreError> {
-        self.tree.insert(expiry_key(exp, digest), &[][..])?;
-        self.tree.insert(record_key(prefix, digest), value)?;
+    fn intern(&mut self, claims: Arc<TokenClaims>) -> Arc<TokenClaims> {
+        if let Some(shared) = self.claims.get(&claims) {
+            return Arc::clone(shared);
+        }
+        self.claims.insert(Arc::clone(&claims));
+        claims
+    }
+
+    /// Stores a token record.
+    pub fn insert(&mut self, digest: &TokenDigest, mut record: TokenRecord) -> Result<(), StoreError> {
+        self.tree.insert(key(record.exp, TOKEN, digest), record.encode())?;
+        record.claims = self.intern(record.claims);
+        self.tokens.insert(*digest, record);
+        Ok(())
+    }
+
+    /// Stores an authorization code.
+    pub fn insert_code(&mut self, digest: &TokenDigest, record: CodeRecord) -> Result<(), StoreError> {
+        self.tree.insert(key(record.exp, CODE, digest), record.encode())?;
+        self.codes.insert(*digest, record);
         Ok(())
     }
 
     /// Redeems an authorization code at `now`. The first redemption marks the code used and
     /// returns it; later ones return it as `AlreadyUsed`, so the caller can treat a replay.
-    pub fn redeem_code(&self, digest: &TokenDigest, now: u64) -> Result<Redeem, StoreError> {
-        let key = code_key(digest);
-        let Some(bytes) = self.tree.get(key)? else {
+    pub fn redeem_code(&mut self, digest: &TokenDigest, now: u64) -> Result<Redeem, StoreError> {
+        let Some(record) = self.codes.get(digest) else {
             return Ok(Redeem::Unknown);
         };
-        let mut record = CodeRecord::decode(&bytes)?;
         if record.exp <= now {
             return Ok(Redeem::Expired);
         }
         if record.redeemed {
-            return Ok(Redeem::AlreadyUsed(record));
+            return Ok(Redeem::AlreadyUsed(record.clone()));
         }
-        record.redeemed = true;
-        self.tree.insert(key, record.encode())?;
-        record.redeemed = false;
-        Ok(Redeem::Redeemed(record))
+        let redeemed = CodeRecord {
+            redeemed: true,
+            ..record.clone()
+        };
+        self.tree.insert(key(record.exp, CODE, digest), redeemed.encode())?;
+        let first = std::mem::replace(self.codes.get_mut(digest).expect("present above"), redeemed);
+        Ok(Redeem::Redeemed(first))
     }
 
-    /// A read that touches the tree, for readiness: fails if sled cannot serve reads.
+    /// A read of the tree, for readiness: fails if sled cannot serve reads.
     pub fn probe(&self) -> Result<(), StoreError> {
-        self.tree.get([0u8])?;
+        self.tree.first()?;
         Ok(())
     }
 
     /// The record for `digest`, live or not.
-    pub fn get(&self, digest: &TokenDigest) -> Result<Option<TokenRecord>, StoreError> {
-        match self.tree.get(token_key(digest))? {
-            Some(bytes) => Ok(Some(TokenRecord::decode(&bytes)?)),
-            None => Ok(None),
-        }
+    pub fn get(&self, digest: &TokenDigest) -> Option<&TokenRecord> {
+        self.tokens.get(digest)
     }
 
-    /// Removes the token record for `digest`, whose expiry the caller read with [`get`](Self::get),
-    /// and then its expiry-index entry (the reverse of the insertion order, for the same reason).
-    pub fn delete(&self, digest: &TokenDigest, exp: u64) -> Result<(), StoreError> {
-        self.tree.remove(token_key(digest))?;
-        self.tree.remove(expiry_key(exp, digest))?;
-        Ok(())
+    /// Removes the token record for `digest` and returns it, or `None` if there was none.
+    pub fn remove(&mut self, digest: &TokenDigest) -> Result<Option<TokenRecord>, StoreError> {
+        let Some(record) = self.tokens.get(digest) else {
+            return Ok(None);
+        };
+        self.tree.remove(key(record.exp, TOKEN, digest))?;
+        Ok(self.tokens.remove(digest))
     }
 
     /// Removes up to `limit` records whose expiry is at or before `now`; returns how many.
-    /// Reads only the expired prefix of the expiry index, so its cost follows the number of
-    /// expired records, not the size of the partition.
-    pub fn sweep_expired(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
-        let end = expiry_key(now, &TokenDigest([0xff; 32]));
+    /// Reads only the expired prefix of the tree, so its cost follows the number of expired
+    /// records, not the size of the partition. A sweep that finishes (removes fewer than
+    /// `limit`) also drops claims that no token refers to any more.
+    pub fn sweep_expired(&mut self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        let end = key(now, u8::MAX, &TokenDigest([0xff; 32]));
         let expired: Vec<sled::IVec> = self
             .tree
-            .range(&[EXPIRY][..]..=&end[..])
+            .range(..=&end[..])
             .keys()
             .take(limit)
             .collect::<Result<_, _>>()?;
-        for key in &expired {
-            let mut digest = [0u8; 32];
-            digest.copy_from_slice(&key[9..41]);
-            // The entry does not say which kind of record it indexes; removing an absent key
-            // is a no-op, and token and code digests never collide (separate HMAC domains).
-            self.tree.remove(token_key(&TokenDigest(digest)))?;
-            self.tree.remove(code_key(&TokenDigest(digest)))?;
-            self.tree.remove(key)?;
+        for k in &expired {
+            self.tree.remove(k)?;
+            match parse_key(k) {
+                Some((_, TOKEN, digest)) => {
+                    self.tokens.remove(&digest);
+                }
+                Some((_, CODE, digest)) => {
+                    self.codes.remove(&digest);
+                }
+                _ => {}
+            }
+        }
+        if expired.len() < limit {
+            // A count of one is this set's own copy. A reply still in flight holds another, so
+            // its claims are kept until a later sweep.
+            self.claims.retain(|c| Arc::strong_count(c) > 1);
         }
         Ok(expired.len())
     }
+}
 
-    /// Moves every record of this partition (number `own` of the old layout) that belongs
-    /// elsewhere under the new layout `parts`.
-    pub(super) fn move_misplaced(&self, own: usize, parts: &[TokenPartition]) -> Result<(), StoreError> {
-        let stays = |d: &TokenDigest| own < parts.len() && d.shard(parts.len()) == own;
-        for prefix in [TOKEN, CODE] {
-            for entry in self.tree.scan_prefix([prefix]) {
-                let (key, value) = entry?;
-                let mut digest = [0u8; 32];
-                digest.copy_from_slice(&key[1..33]);
-                let digest = TokenDigest(digest);
-                if stays(&digest) {
-                    continue;
-                }
-                let exp = match prefix {
-                    TOKEN => TokenRecord::decode(&value)?.exp,
-                    _ => CodeRecord::decode(&value)?.exp,
-                };
-                parts[digest.shard(parts.len())].insert_raw(prefix, &digest, exp, value.to_vec())?;
-                self.tree.remove(key)?;
-                self.tree.remove(expiry_key(exp, &digest))?;
-            }
+/// Moves every record of `tree` (partition `own` of the old layout) that belongs to another
+/// partition among `new` under the new count, one key at a time: inserted there, then removed
+/// here, so a crash in between leaves a duplicate, never a loss.
+pub(super) fn move_misplaced(tree: &sled::Tree, own: usize, new: &[sled::Tree]) -> Result<(), StoreError> {
+    for entry in tree.iter() {
+        let (k, v) = entry?;
+        let (_, _, digest) = parse_key(&k).ok_or(StoreError::CorruptKey)?;
+        let target = digest.shard(new.len());
+        if target == own {
+            continue;
         }
-        Ok(())
+        new[target].insert(&k, v)?;
+        tree.remove(&k)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -164,65 +217,129 @@ mod tests {
         TokenDigest([b; 32])
     }
 
-    fn partition() -> TokenPartition {
-        Store::temporary().unwrap().partitions(1).unwrap().pop().unwrap()
+    fn partition(store: &Store) -> TokenPartition {
+        store.partitions(1, 0).unwrap().pop().unwrap()
     }
 
     #[test]
     fn insert_get_remove() {
-        let p = partition();
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
         let r = TokenRecord::test_record(100);
-        p.insert(&digest(1), &r).unwrap();
-        assert_eq!(p.get(&digest(1)).unwrap(), Some(r.clone()));
-        assert_eq!(p.get(&digest(2)).unwrap(), None);
-        p.delete(&digest(1), r.exp).unwrap();
-        assert_eq!(p.get(&digest(1)).unwrap(), None);
-        p.delete(&digest(1), r.exp).unwrap();
+        p.insert(&digest(1), r.clone()).unwrap();
+        assert_eq!(p.get(&digest(1)), Some(&r));
+        assert_eq!(p.get(&digest(2)), None);
+        assert_eq!(p.remove(&digest(1)).unwrap(), Some(r));
+        assert_eq!(p.get(&digest(1)), None);
+        assert_eq!(p.remove(&digest(1)).unwrap(), None);
         assert_eq!(
             p.sweep_expired(u64::MAX - 1, 10).unwrap(),
             0,
-            "removal took the expiry entry too"
+            "removal took the key from sled"
         );
     }
 
     #[test]
+    fn a_reload_sees_what_was_written_and_not_what_was_removed() {
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        p.insert(&digest(1), TokenRecord::test_record(100)).unwrap();
+        p.insert(&digest(2), TokenRecord::test_record(200)).unwrap();
+        p.insert(&digest(3), TokenRecord::test_record(50)).unwrap();
+        p.insert_code(&digest(4), CodeRecord::test_record(100)).unwrap();
+        p.remove(&digest(2)).unwrap();
+        let mut again = store.partitions(1, 60).unwrap().pop().unwrap();
+        assert_eq!(again.get(&digest(1)), Some(&TokenRecord::test_record(100)));
+        assert_eq!(again.get(&digest(2)), None, "removed");
+        assert_eq!(
+            again.get(&digest(3)),
+            None,
+            "expired at load time, left for the sweeper"
+        );
+        assert_eq!(again.len(), 1);
+        assert!(matches!(
+            again.redeem_code(&digest(4), 60).unwrap(),
+            Redeem::Redeemed(_)
+        ));
+        assert_eq!(
+            again.sweep_expired(60, 10).unwrap(),
+            1,
+            "the expired record is still on disk"
+        );
+    }
+
+    #[test]
+    fn tokens_with_equal_claims_share_one_copy() {
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        p.insert(&digest(1), TokenRecord::test_record(100)).unwrap();
+        p.insert(&digest(2), TokenRecord::test_record(200)).unwrap();
+        let (a, b) = (p.get(&digest(1)).unwrap(), p.get(&digest(2)).unwrap());
+        assert!(Arc::ptr_eq(&a.claims, &b.claims));
+        assert_eq!(p.claims.len(), 1);
+        assert_eq!(p.sweep_expired(1000, 10).unwrap(), 2);
+        assert!(p.claims.is_empty(), "a finished sweep drops claims no token uses");
+    }
+
+    #[test]
     fn sweep_removes_only_expired_and_respects_limit() {
-        let p = partition();
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
         for i in 0..10u8 {
-            p.insert(&digest(i), &TokenRecord::test_record(100 + i as u64)).unwrap();
+            p.insert(&digest(i), TokenRecord::test_record(100 + i as u64)).unwrap();
         }
         assert_eq!(p.sweep_expired(99, 100).unwrap(), 0);
         assert_eq!(p.sweep_expired(104, 3).unwrap(), 3);
         assert_eq!(p.sweep_expired(104, 100).unwrap(), 2);
         for i in 0..10u8 {
-            assert_eq!(p.get(&digest(i)).unwrap().is_some(), i >= 5, "token {i}");
+            assert_eq!(p.get(&digest(i)).is_some(), i >= 5, "token {i}");
         }
+        let reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
+        assert_eq!(reloaded.len(), 5, "sweeping removed the records from sled too");
     }
 
     #[test]
     fn a_code_redeems_once_then_reports_replay() {
-        let p = partition();
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
         let code = CodeRecord::test_record(100);
-        p.insert_code(&digest(7), &code).unwrap();
-        assert_eq!(
-            p.get(&digest(7)).unwrap(),
-            None,
-            "codes and tokens live under separate keys"
-        );
+        p.insert_code(&digest(7), code.clone()).unwrap();
+        assert_eq!(p.get(&digest(7)), None, "codes and tokens are kept apart");
         assert_eq!(p.redeem_code(&digest(7), 50).unwrap(), Redeem::Redeemed(code.clone()));
         let replay = p.redeem_code(&digest(7), 51).unwrap();
-        assert_eq!(replay, Redeem::AlreadyUsed(CodeRecord { redeemed: true, ..code }));
+        let used = CodeRecord { redeemed: true, ..code };
+        assert_eq!(replay, Redeem::AlreadyUsed(used.clone()));
         assert_eq!(p.redeem_code(&digest(8), 50).unwrap(), Redeem::Unknown);
+        let mut reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
+        assert_eq!(
+            reloaded.redeem_code(&digest(7), 52).unwrap(),
+            Redeem::AlreadyUsed(used),
+            "the redemption is on disk"
+        );
     }
 
     #[test]
     fn expired_codes_are_refused_and_swept() {
-        let p = partition();
-        p.insert_code(&digest(1), &CodeRecord::test_record(100)).unwrap();
-        p.insert(&digest(2), &TokenRecord::test_record(100)).unwrap();
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        p.insert_code(&digest(1), CodeRecord::test_record(100)).unwrap();
+        p.insert(&digest(2), TokenRecord::test_record(100)).unwrap();
         assert_eq!(p.redeem_code(&digest(1), 100).unwrap(), Redeem::Expired);
         assert_eq!(p.sweep_expired(100, 10).unwrap(), 2);
         assert_eq!(p.redeem_code(&digest(1), 0).unwrap(), Redeem::Unknown);
-        assert_eq!(p.get(&digest(2)).unwrap(), None);
+        assert_eq!(p.get(&digest(2)), None);
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_token_key_is_reported_not_skipped() {
+        let store = Store::temporary().unwrap();
+        drop(store.partitions(1, 0).unwrap());
+        store
+            .db()
+            .open_tree("tokens/0")
+            .unwrap()
+            .insert(b"junk", &b"x"[..])
+            .unwrap();
+        assert!(matches!(store.partitions(1, 0), Err(StoreError::CorruptKey)));
     }
 }
