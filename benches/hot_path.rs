@@ -152,7 +152,7 @@ fn load(c: &mut Criterion, f: &Fixture) {
 fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
     let sys = actix_rt::System::new();
     let now = tessera::unix_now();
-    let commit = Arc::new(GroupCommit::start(f.store.db().clone()));
+    let commit = Arc::new(GroupCommit::start(f.store.db().clone(), Duration::ZERO));
     let (router, service) = sys.block_on(async {
         let partitions = f.store.partitions(SHARDS, now).expect("partitions");
         let router = ShardRouter::start(partitions, 1, Arc::clone(&commit), Duration::from_secs(3600));

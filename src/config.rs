@@ -13,6 +13,8 @@ use crate::oauth::GrantType;
 pub const DEFAULT_BIND: &str = "127.0.0.1:4000";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 3600;
+/// See `store::durability` ("Commit delay") and BENCHMARKS.md for how it was chosen.
+pub const DEFAULT_COMMIT_DELAY_US: u64 = 250;
 
 /// The file format, field for field. Every field is optional.
 #[derive(Default, Deserialize)]
@@ -30,6 +32,8 @@ pub struct RawConfig {
     pub workers: Option<usize>,
     pub access_token_ttl_secs: Option<u64>,
     pub sweep_interval_secs: Option<u64>,
+    /// Pause of the group-commit flusher after a flush that covered many writers, in µs.
+    pub commit_delay_us: Option<u64>,
     /// sled page cache, in MiB. Reads are answered from memory, so sled caches only the pages
     /// that writes touch; a large cache mostly holds pages read once at start.
     pub cache_mib: Option<u64>,
@@ -134,6 +138,9 @@ impl RawConfig {
         if let Some(v) = num(&env, "TESSERA_SWEEP_INTERVAL_SECS")? {
             self.sweep_interval_secs = Some(v);
         }
+        if let Some(v) = num(&env, "TESSERA_COMMIT_DELAY_US")? {
+            self.commit_delay_us = Some(v);
+        }
         if let Some(v) = num(&env, "TESSERA_CACHE_MIB")? {
             self.cache_mib = Some(v);
         }
@@ -177,6 +184,12 @@ impl RawConfig {
         if ttl == 0 {
             return Err(ConfigError::Invalid("access_token_ttl_secs must be positive".into()));
         }
+        let commit_delay_us = self.commit_delay_us.unwrap_or(DEFAULT_COMMIT_DELAY_US);
+        if commit_delay_us > 100_000 {
+            return Err(ConfigError::Invalid(format!(
+                "commit_delay_us must be at most 100000 (100 ms), got {commit_delay_us}"
+            )));
+        }
         let mut clients = Vec::with_capacity(self.clients.len());
         for c in self.clients {
             if c.client_id.is_empty() || c.client_secret.is_empty() {
@@ -204,6 +217,7 @@ impl RawConfig {
             workers,
             access_token_ttl: Duration::from_secs(ttl),
             sweep_interval: Duration::from_secs(self.sweep_interval_secs.unwrap_or(30).max(1)),
+            commit_delay: Duration::from_micros(commit_delay_us),
             cache_bytes: self.cache_mib.unwrap_or(32) * 1024 * 1024,
             max_body_bytes: self.max_body_bytes.unwrap_or(16 * 1024),
             clients,
@@ -226,6 +240,7 @@ pub struct Settings {
     pub workers: usize,
     pub access_token_ttl: Duration,
     pub sweep_interval: Duration,
+    pub commit_delay: Duration,
     pub cache_bytes: u64,
     pub max_body_bytes: usize,
     /// Clients created or updated at start.
@@ -243,6 +258,7 @@ impl std::fmt::Debug for Settings {
             .field("shard_threads", &self.shard_threads)
             .field("workers", &self.workers)
             .field("access_token_ttl", &self.access_token_ttl)
+            .field("commit_delay", &self.commit_delay)
             .field(
                 "clients",
                 &self.clients.iter().map(|c| &c.client_id).collect::<Vec<_>>(),
@@ -288,6 +304,7 @@ mod tests {
         assert_eq!(s.issuer, None, "derived from the bound address at start");
         assert!(s.shards >= 1);
         assert!((1..=s.shards).contains(&s.shard_threads));
+        assert_eq!(s.commit_delay, Duration::from_micros(DEFAULT_COMMIT_DELAY_US));
     }
 
     #[test]
@@ -298,10 +315,12 @@ mod tests {
             "TESSERA_ISSUER" => Some("https://auth.example/".into()),
             "TESSERA_SHARDS" => Some("3".into()),
             "TESSERA_SHARD_THREADS" => Some("2".into()),
+            "TESSERA_COMMIT_DELAY_US" => Some("0".into()),
             _ => None,
         })
         .unwrap();
         let s = raw.validate().unwrap();
+        assert_eq!(s.commit_delay, Duration::ZERO, "zero turns the pause off");
         assert_eq!(s.bind, "127.0.0.1:9999");
         assert_eq!(s.issuer.as_deref(), Some("https://auth.example"));
         assert_eq!(s.shards, 3);
@@ -324,6 +343,12 @@ mod tests {
         assert!(RawConfig {
             shards: Some(2),
             shard_threads: Some(3),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(RawConfig {
+            commit_delay_us: Some(100_001),
             ..Default::default()
         }
         .validate()

@@ -73,7 +73,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let partitions = store
         .partitions(settings.shards, crate::unix_now())
         .map_err(store_err)?;
-    let commit = Arc::new(GroupCommit::start(store.db().clone()));
+    let commit = Arc::new(GroupCommit::start(store.db().clone(), settings.commit_delay));
     let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
     let authority = Authority::new(
         key.clone(),
