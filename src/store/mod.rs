@@ -2,14 +2,15 @@
 //!
 //! # Layout of the sled database (`<data_dir>/db`)
 //! - tree `meta`: `shards` → the partition count the tokens are laid out for (u32, big endian);
-//!   `layout` → the version of the token key layout below (u32, big endian; now 2);
+//!   `layout` → the version of the token key layout below (u32, big endian; now 3);
 //! - tree `clients`: `client_id` → [`ClientRecord`];
-//! - tree `tokens/<k>` for each shard `k`: `exp (u64 big endian) ‖ kind ‖ digest` → the record,
-//!   where `kind` is `t` for a [`TokenRecord`] (access and refresh tokens) and `c` for a
-//!   [`CodeRecord`] (authorization codes), and `digest` is `HMAC-SHA256(server key, token)`.
+//! - tree `tokens/<k>` for each shard `k`: `exp (u64 big endian) ‖ id (u64 big endian)` →
+//!   `kind ‖ digest ‖ record`, where `kind` is `t` for a [`TokenRecord`] (access and refresh
+//!   tokens) and `c` for a [`CodeRecord`] (authorization codes), `digest` is
+//!   `HMAC-SHA256(server key, token)`, and `id` is unique in the database.
 //!
 //! # Guarantees
-//! - A raw token is never written: only its digest is part of a key.
+//! - A raw token is never written: only its digest.
 //! - A record is one key: it is written and removed whole, and carries its own expiry.
 //! - A [`TokenPartition`] holds every unexpired record of its tree in memory too, and changes the
 //!   memory only after sled accepted the change.
@@ -132,7 +133,10 @@ impl Store {
         std::thread::scope(|s| {
             let loads: Vec<_> = trees
                 .into_iter()
-                .map(|tree| s.spawn(move || TokenPartition::load(tree, now)))
+                .map(|tree| {
+                    let db = self.db.clone();
+                    s.spawn(move || TokenPartition::load(db, tree, now))
+                })
                 .collect();
             loads
                 .into_iter()
@@ -152,7 +156,7 @@ impl Store {
 }
 
 /// The version of the token key layout this build writes and reads.
-const LAYOUT: u32 = 2;
+const LAYOUT: u32 = 3;
 
 /// sled 0.34 reports a held lock as `ErrorKind::Other` with this message (config.rs,
 /// `try_lock`); there is no more specific signal to match on.

@@ -15,6 +15,11 @@ pub trait Record: Serialize + DeserializeOwned {
         postcard::to_stdvec(self).expect("encoding to a Vec cannot fail")
     }
 
+    /// Appends the encoding to `buf` and returns it.
+    fn encode_into(&self, buf: Vec<u8>) -> Vec<u8> {
+        postcard::to_extend(self, buf).expect("encoding to a Vec cannot fail")
+    }
+
     /// Outcomes: the record, or `StoreError::Corrupt` for bytes that are not one.
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         Ok(postcard::from_bytes(bytes)?)

@@ -13,11 +13,14 @@
 //! shared, so an answer allocates nothing. sled is read once, at start, to fill the maps.
 //!
 //! # Keys in the tree
-//! `exp (u64 big endian) ‖ kind (1 byte) ‖ digest (32 bytes)` → the postcard record. Keys in
-//! expiry order make the tree its own expiry index, so the sweeper reads only an expired
-//! prefix; and since a new token expires after the ones before it, inserts land near the right
-//! edge of the tree, which sled handles at about half the cost of a random insert
-//! (BENCHMARKS.md). A record is one sled key, so it is written and removed by one operation.
+//! `exp (u64 big endian) ‖ id (u64 big endian)` → `kind ‖ digest ‖ record`, where `id` comes
+//! from `sled::Db::generate_id` (unique across the database and across restarts) and `kind` is
+//! `t` for a [`TokenRecord`] and `c` for a [`CodeRecord`] (postcard). Keys in expiry order make
+//! the tree its own expiry index, so the sweeper reads only an expired prefix. Within one
+//! expiry second, ids only grow, so new records land at the right edge of the tree's recent
+//! range instead of at random places: sled's inserts there cost less (BENCHMARKS.md), and a
+//! 16-byte key is stored inline, without an allocation. A record is one key: it is written and
+//! removed by one operation. The map in memory remembers each record's key.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -28,30 +31,48 @@ use crate::store::TokenClaims;
 
 const TOKEN: u8 = b't';
 const CODE: u8 = b'c';
-const KEY_LEN: usize = 41;
+const KEY_LEN: usize = 16;
+/// Kind and digest, before the record in every value.
+const VALUE_HEAD: usize = 33;
 
 type Hasher = ahash::RandomState;
 
-fn key(exp: u64, kind: u8, d: &TokenDigest) -> [u8; KEY_LEN] {
+fn key(exp: u64, id: u64) -> [u8; KEY_LEN] {
     let mut k = [0u8; KEY_LEN];
     k[..8].copy_from_slice(&exp.to_be_bytes());
-    k[8] = kind;
-    k[9..].copy_from_slice(&d.0);
+    k[8..].copy_from_slice(&id.to_be_bytes());
     k
 }
 
-/// The parts of a key, or `None` for bytes that are not one.
-fn parse_key(k: &[u8]) -> Option<(u64, u8, TokenDigest)> {
+fn value(kind: u8, digest: &TokenDigest, record: &impl Record) -> Vec<u8> {
+    let mut v = Vec::with_capacity(VALUE_HEAD + 48);
+    v.push(kind);
+    v.extend_from_slice(&digest.0);
+    record.encode_into(v)
+}
+
+/// A stored entry's parts: expiry and id from the key, kind and digest from the value, and the
+/// record's bytes. `None` for bytes that are not an entry.
+fn parse<'a>(k: &[u8], v: &'a [u8]) -> Option<(u64, u64, u8, TokenDigest, &'a [u8])> {
     let k: &[u8; KEY_LEN] = k.try_into().ok()?;
     let exp = u64::from_be_bytes(k[..8].try_into().ok()?);
-    let digest = TokenDigest(k[9..].try_into().ok()?);
-    Some((exp, k[8], digest))
+    let id = u64::from_be_bytes(k[8..].try_into().ok()?);
+    let (head, record) = (v.get(..VALUE_HEAD)?, &v[VALUE_HEAD..]);
+    Some((exp, id, head[0], TokenDigest(head[1..].try_into().ok()?), record))
+}
+
+/// A record in memory, with the id of its key in the tree.
+struct Held<R> {
+    id: u64,
+    record: R,
 }
 
 pub struct TokenPartition {
+    /// For `generate_id`.
+    db: sled::Db,
     tree: sled::Tree,
-    tokens: HashMap<TokenDigest, TokenRecord, Hasher>,
-    codes: HashMap<TokenDigest, CodeRecord, Hasher>,
+    tokens: HashMap<TokenDigest, Held<TokenRecord>, Hasher>,
+    codes: HashMap<TokenDigest, Held<CodeRecord>, Hasher>,
     /// One shared copy of each distinct set of claims; see [`TokenClaims`].
     claims: HashSet<Arc<TokenClaims>, Hasher>,
 }
@@ -59,25 +80,26 @@ pub struct TokenPartition {
 impl TokenPartition {
     /// Reads every record of `tree` into memory, except those already expired at `now`, which
     /// stay on disk for the sweeper to remove.
-    pub(super) fn load(tree: sled::Tree, now: u64) -> Result<Self, StoreError> {
+    pub(super) fn load(db: sled::Db, tree: sled::Tree, now: u64) -> Result<Self, StoreError> {
         let mut p = Self {
+            db,
             tree,
             tokens: HashMap::default(),
             codes: HashMap::default(),
             claims: HashSet::default(),
         };
-        let live_from = key(now.saturating_add(1), 0, &TokenDigest([0; 32]));
-        for entry in p.tree.range(live_from..) {
+        for entry in p.tree.range(key(now.saturating_add(1), 0)..) {
             let (k, v) = entry?;
-            let (_, kind, digest) = parse_key(&k).ok_or(StoreError::CorruptKey)?;
+            let (_, id, kind, digest, bytes) = parse(&k, &v).ok_or(StoreError::CorruptKey)?;
             match kind {
                 TOKEN => {
-                    let mut record = TokenRecord::decode(&v)?;
+                    let mut record = TokenRecord::decode(bytes)?;
                     record.claims = p.intern(record.claims);
-                    p.tokens.insert(digest, record);
+                    p.tokens.insert(digest, Held { id, record });
                 }
                 CODE => {
-                    p.codes.insert(digest, CodeRecord::decode(&v)?);
+                    let record = CodeRecord::decode(bytes)?;
+                    p.codes.insert(digest, Held { id, record });
                 }
                 _ => return Err(StoreError::CorruptKey),
             }
@@ -104,38 +126,40 @@ impl TokenPartition {
 
     /// Stores a token record.
     pub fn insert(&mut self, digest: &TokenDigest, mut record: TokenRecord) -> Result<(), StoreError> {
-        self.tree.insert(key(record.exp, TOKEN, digest), record.encode())?;
+        let id = self.db.generate_id()?;
+        self.tree.insert(key(record.exp, id), value(TOKEN, digest, &record))?;
         record.claims = self.intern(record.claims);
-        self.tokens.insert(*digest, record);
+        self.tokens.insert(*digest, Held { id, record });
         Ok(())
     }
 
     /// Stores an authorization code.
     pub fn insert_code(&mut self, digest: &TokenDigest, record: CodeRecord) -> Result<(), StoreError> {
-        self.tree.insert(key(record.exp, CODE, digest), record.encode())?;
-        self.codes.insert(*digest, record);
+        let id = self.db.generate_id()?;
+        self.tree.insert(key(record.exp, id), value(CODE, digest, &record))?;
+        self.codes.insert(*digest, Held { id, record });
         Ok(())
     }
 
     /// Redeems an authorization code at `now`. The first redemption marks the code used and
     /// returns it; later ones return it as `AlreadyUsed`, so the caller can treat a replay.
     pub fn redeem_code(&mut self, digest: &TokenDigest, now: u64) -> Result<Redeem, StoreError> {
-        let Some(record) = self.codes.get(digest) else {
+        let Some(held) = self.codes.get_mut(digest) else {
             return Ok(Redeem::Unknown);
         };
-        if record.exp <= now {
+        if held.record.exp <= now {
             return Ok(Redeem::Expired);
         }
-        if record.redeemed {
-            return Ok(Redeem::AlreadyUsed(record.clone()));
+        if held.record.redeemed {
+            return Ok(Redeem::AlreadyUsed(held.record.clone()));
         }
         let redeemed = CodeRecord {
             redeemed: true,
-            ..record.clone()
+            ..held.record.clone()
         };
-        self.tree.insert(key(record.exp, CODE, digest), redeemed.encode())?;
-        let first = std::mem::replace(self.codes.get_mut(digest).expect("present above"), redeemed);
-        Ok(Redeem::Redeemed(first))
+        self.tree
+            .insert(key(redeemed.exp, held.id), value(CODE, digest, &redeemed))?;
+        Ok(Redeem::Redeemed(std::mem::replace(&mut held.record, redeemed)))
     }
 
     /// A read of the tree, for readiness: fails if sled cannot serve reads.
@@ -146,16 +170,16 @@ impl TokenPartition {
 
     /// The record for `digest`, live or not.
     pub fn get(&self, digest: &TokenDigest) -> Option<&TokenRecord> {
-        self.tokens.get(digest)
+        self.tokens.get(digest).map(|h| &h.record)
     }
 
     /// Removes the token record for `digest` and returns it, or `None` if there was none.
     pub fn remove(&mut self, digest: &TokenDigest) -> Result<Option<TokenRecord>, StoreError> {
-        let Some(record) = self.tokens.get(digest) else {
+        let Some(held) = self.tokens.get(digest) else {
             return Ok(None);
         };
-        self.tree.remove(key(record.exp, TOKEN, digest))?;
-        Ok(self.tokens.remove(digest))
+        self.tree.remove(key(held.record.exp, held.id))?;
+        Ok(self.tokens.remove(digest).map(|h| h.record))
     }
 
     /// Removes up to `limit` records whose expiry is at or before `now`; returns how many.
@@ -163,20 +187,18 @@ impl TokenPartition {
     /// records, not the size of the partition. A sweep that finishes (removes fewer than
     /// `limit`) also drops claims that no token refers to any more.
     pub fn sweep_expired(&mut self, now: u64, limit: usize) -> Result<usize, StoreError> {
-        let end = key(now, u8::MAX, &TokenDigest([0xff; 32]));
-        let expired: Vec<sled::IVec> = self
+        let expired: Vec<(sled::IVec, sled::IVec)> = self
             .tree
-            .range(..=&end[..])
-            .keys()
+            .range(..key(now.saturating_add(1), 0))
             .take(limit)
             .collect::<Result<_, _>>()?;
-        for k in &expired {
+        for (k, v) in &expired {
             self.tree.remove(k)?;
-            match parse_key(k) {
-                Some((_, TOKEN, digest)) => {
+            match parse(k, v) {
+                Some((_, _, TOKEN, digest, _)) => {
                     self.tokens.remove(&digest);
                 }
-                Some((_, CODE, digest)) => {
+                Some((_, _, CODE, digest, _)) => {
                     self.codes.remove(&digest);
                 }
                 _ => {}
@@ -193,11 +215,12 @@ impl TokenPartition {
 
 /// Moves every record of `tree` (partition `own` of the old layout) that belongs to another
 /// partition among `new` under the new count, one key at a time: inserted there, then removed
-/// here, so a crash in between leaves a duplicate, never a loss.
+/// here, so a crash in between leaves a duplicate, never a loss. Keys are unique across the
+/// database, so a moved key never meets another in its new tree.
 pub(super) fn move_misplaced(tree: &sled::Tree, own: usize, new: &[sled::Tree]) -> Result<(), StoreError> {
     for entry in tree.iter() {
         let (k, v) = entry?;
-        let (_, _, digest) = parse_key(&k).ok_or(StoreError::CorruptKey)?;
+        let (_, _, _, digest, _) = parse(&k, &v).ok_or(StoreError::CorruptKey)?;
         let target = digest.shard(new.len());
         if target == own {
             continue;

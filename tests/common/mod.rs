@@ -132,13 +132,13 @@ impl TestServer {
         db.tree_names()
             .iter()
             .filter(|n| n.starts_with(b"tokens/"))
-            // Keys are `exp (8 bytes) ‖ kind ‖ digest`; kind `t` is a token (src/store/mod.rs).
+            // Values are `kind ‖ digest ‖ record`; kind `t` is a token (src/store/mod.rs).
             .map(|n| {
                 db.open_tree(n)
                     .unwrap()
                     .iter()
-                    .keys()
-                    .filter(|k| k.as_ref().unwrap().get(8) == Some(&b't'))
+                    .values()
+                    .filter(|v| v.as_ref().unwrap().first() == Some(&b't'))
                     .count()
             })
             .sum()
