@@ -21,21 +21,21 @@
 //! mostly woken for one or two messages at a time, so two shards sharing one thread answer
 //! more requests, with a shorter tail, than two shards on two threads (BENCHMARKS.md).
 
+mod batch;
 mod shard;
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, Handler, MailboxError, Message};
 use metrics::Gauge;
-use thread_local::ThreadLocal;
 use tokio::sync::oneshot;
 
 pub use shard::{IntrospectTokens, IssueToken, Ping, Revocation, RevokeToken, TokenShard};
 
 use crate::crypto::TokenDigest;
 use crate::store::{GroupCommit, TokenPartition, TokenRecord};
+use batch::Outboxes;
 
 struct ShardHandle {
     addr: Addr<TokenShard>,
@@ -51,15 +51,11 @@ struct Lookup {
     reply: oneshot::Sender<Option<TokenRecord>>,
 }
 
-/// One calling thread's lookups not yet sent, one list per shard. Only the owning thread
-/// touches its `RefCell`; `ThreadLocal` gives each thread its own.
-type Outbox = RefCell<Vec<Vec<Lookup>>>;
-
 /// Cheap to clone; every HTTP worker holds one. The shard threads stop when the last clone drops.
 #[derive(Clone)]
 pub struct ShardRouter {
     shards: Arc<[ShardHandle]>,
-    outboxes: Arc<ThreadLocal<Outbox>>,
+    lookups: Arc<Outboxes<Lookup>>,
     _threads: Arc<ShardThreads>,
 }
 
@@ -93,8 +89,8 @@ impl ShardRouter {
             shards.push(ShardHandle { addr, depth });
         }
         Self {
+            lookups: Arc::new(Outboxes::new(shards.len())),
             shards: shards.into(),
-            outboxes: Arc::new(ThreadLocal::new()),
             _threads: Arc::new(ShardThreads(arbiters)),
         }
     }
@@ -116,21 +112,13 @@ impl ShardRouter {
     }
 
     /// The record of the token with `digest` if it is live at `now`, from the shard that owns
-    /// it, in a batch with the other lookups this thread makes for that shard in the same turn
-    /// of its event loop. Must be called on a thread that runs an actix (tokio `LocalSet`)
-    /// event loop, such as an HTTP worker.
+    /// it, in one message with the other lookups this thread makes for that shard in the same
+    /// turn of its event loop (see `batch`). Must be called on a thread that runs an actix
+    /// (tokio `LocalSet`) event loop, such as an HTTP worker.
     pub async fn introspect(&self, digest: TokenDigest, now: u64) -> Result<Option<TokenRecord>, MailboxError> {
         let shard = digest.shard(self.shards.len());
         let (reply, answer) = oneshot::channel();
-        let first = {
-            let outbox = self
-                .outboxes
-                .get_or(|| RefCell::new((0..self.shards.len()).map(|_| Vec::new()).collect()));
-            let mut outbox = outbox.borrow_mut();
-            outbox[shard].push(Lookup { digest, now, reply });
-            outbox[shard].len() == 1
-        };
-        if first {
+        if self.lookups.push(shard, Lookup { digest, now, reply }) {
             actix_rt::spawn(self.clone().send_lookups(shard));
         }
         // The sender is dropped unanswered only if the shard did not answer the batch.
@@ -139,10 +127,7 @@ impl ShardRouter {
 
     /// Sends this thread's pending lookups for `shard` as one message and hands out the answers.
     async fn send_lookups(self, shard: usize) {
-        let batch = match self.outboxes.get() {
-            Some(outbox) => std::mem::take(&mut outbox.borrow_mut()[shard]),
-            None => return,
-        };
+        let batch = self.lookups.take(shard);
         let lookups = batch.iter().map(|l| (l.digest, l.now)).collect();
         let handle = &self.shards[shard];
         handle.depth.increment(1.0);
