@@ -6,6 +6,7 @@ pub mod error;
 mod meta;
 mod oauth;
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -17,6 +18,7 @@ pub use meta::discovery_document;
 
 use crate::authority::Authority;
 use crate::crypto::SecretDigest;
+use crate::metrics::HttpMetrics;
 use error::ApiError;
 
 /// Shared by every worker (`web::Data` is an `Arc`).
@@ -29,7 +31,7 @@ pub struct AppState {
 }
 
 /// Every route pattern. Each resource is named after its pattern, so the metrics middleware can
-/// label a request with a `&'static str` from this table instead of allocating the pattern.
+/// find a request's route label in this table instead of allocating the pattern.
 mod routes {
     pub const TOKEN: &str = "/oauth/token";
     pub const INTROSPECT: &str = "/oauth/introspect";
@@ -40,7 +42,8 @@ mod routes {
     pub const METRICS: &str = "/metrics";
     pub const ADMIN_CLIENTS: &str = "/admin/clients";
     pub const ADMIN_CLIENT: &str = "/admin/clients/{client_id}";
-    pub const ALL: &[&str] = &[
+    /// Route labels: every pattern, then `unmatched` for requests that matched none.
+    pub const LABELS: &[&str] = &[
         TOKEN,
         INTROSPECT,
         REVOKE,
@@ -50,7 +53,9 @@ mod routes {
         METRICS,
         ADMIN_CLIENTS,
         ADMIN_CLIENT,
+        "unmatched",
     ];
+    pub const UNMATCHED: usize = LABELS.len() - 1;
 }
 
 /// Registers every route, with the body limits and the error mapping of the extractors.
@@ -114,34 +119,18 @@ pub async fn observe<B: MessageBody>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
+    static METRICS: OnceLock<HttpMetrics> = OnceLock::new();
     let started = Instant::now();
     let res = next.call(req).await?;
     let route = res
         .request()
         .match_name()
-        .and_then(|name| routes::ALL.iter().copied().find(|r| *r == name))
-        .unwrap_or("unmatched");
-    let status = res.status();
-    crate::metrics::http_observed(route, status_label(status.as_u16()), started.elapsed());
-    tracing::debug!(method = %res.request().method(), path = res.request().path(), status = status.as_u16(), "request");
+        .and_then(|name| routes::LABELS.iter().position(|r| *r == name))
+        .unwrap_or(routes::UNMATCHED);
+    let status = res.status().as_u16();
+    METRICS
+        .get_or_init(|| HttpMetrics::new(routes::LABELS))
+        .observe(route, status, started.elapsed());
+    tracing::debug!(method = %res.request().method(), path = res.request().path(), status, "request");
     Ok(res)
-}
-
-fn status_label(code: u16) -> &'static str {
-    const EXACT: &[(u16, &str)] = &[
-        (200, "200"),
-        (201, "201"),
-        (204, "204"),
-        (400, "400"),
-        (401, "401"),
-        (404, "404"),
-        (405, "405"),
-        (413, "413"),
-        (500, "500"),
-        (503, "503"),
-    ];
-    if let Some((_, label)) = EXACT.iter().find(|(c, _)| *c == code) {
-        return label;
-    }
-    ["1xx", "2xx", "3xx", "4xx", "5xx"][usize::from(code / 100).clamp(1, 5) - 1]
 }
