@@ -271,3 +271,9 @@ fn online(settings: &Settings, op: Op) -> Result<Outcome, String> {
         }
     })
 }
+
+// sled's write path allocates a new page version per insert and frees old ones from other
+// threads (epoch-based reclamation); mimalloc's per-thread free lists make that cheaper than
+// glibc's arenas: 14% more durable issuances per second for 15% less CPU (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
