@@ -18,6 +18,7 @@
 //!   durability wait on the [`Durable`] that [`GroupCommit::durable`] returns.
 
 mod clients;
+mod digest_map;
 mod durability;
 mod records;
 mod tokens;

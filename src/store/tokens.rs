@@ -22,9 +22,10 @@
 //! 16-byte key is stored inline, without an allocation. A record is one key: it is written and
 //! removed by one operation. The map in memory remembers each record's key.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::digest_map::DigestMap;
 use super::{CodeRecord, Record, Redeem, StoreError, TokenRecord};
 use crate::crypto::TokenDigest;
 use crate::store::TokenClaims;
@@ -71,8 +72,8 @@ pub struct TokenPartition {
     /// For `generate_id`.
     db: sled::Db,
     tree: sled::Tree,
-    tokens: HashMap<TokenDigest, Held<TokenRecord>, Hasher>,
-    codes: HashMap<TokenDigest, Held<CodeRecord>, Hasher>,
+    tokens: DigestMap<Held<TokenRecord>>,
+    codes: DigestMap<Held<CodeRecord>>,
     /// One shared copy of each distinct set of claims; see [`TokenClaims`].
     claims: HashSet<Arc<TokenClaims>, Hasher>,
 }
@@ -84,8 +85,8 @@ impl TokenPartition {
         let mut p = Self {
             db,
             tree,
-            tokens: HashMap::default(),
-            codes: HashMap::default(),
+            tokens: DigestMap::default(),
+            codes: DigestMap::default(),
             claims: HashSet::default(),
         };
         for entry in p.tree.range(key(now.saturating_add(1), 0)..) {
