@@ -5,20 +5,27 @@
 # p50 and p99 over the rounds, and the server's CPU time per request (from /proc), which is
 # steadier than req/s on a noisy machine.
 #
-#   scripts/ab.sh [SECONDS=10] [ROUNDS=6] NAME=BINARY[:key=value,...] NAME=BINARY[:...] ...
+#   [TOKENS=100000] [WORKLOAD=introspect|issue] [CONNS=64] \
+#     scripts/ab.sh [SECONDS=10] [ROUNDS=6] NAME=BINARY[:key=value,...] NAME=BINARY[:...] ...
 #   scripts/ab.sh 10 6 one=target/release/tessera:shard_threads=1 two=target/release/tessera:shard_threads=2
+#   WORKLOAD=issue scripts/ab.sh 10 4 on=target/release/tessera off=target/release/tessera:commit_delay_us=0
 #
 # key=value pairs go into the variant's TOML (shards, shard_threads, workers, ...); the default
-# is 2 shards and 2 workers. Needs wrk. Traffic goes to 127.0.0.1 only; every wrk run is
-# bounded by its duration.
+# is 2 shards and 2 workers. The pool is seeded with this tree's examples/seed_tokens, so every
+# binary must read this tree's store layout. With WORKLOAD=issue, every round issues
+# client_credentials tokens and each variant's store grows alike. Needs wrk. Traffic goes to
+# 127.0.0.1 only; every wrk run is bounded by its duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_PER_RUN=${1:-10}
 ROUNDS=${2:-6}
 shift 2 || true
-(($#)) || { sed -n '2,13p' "$0" >&2; exit 2; }
+(($#)) || { sed -n '2,17p' "$0" >&2; exit 2; }
 TOKENS=${TOKENS:-100000}
+WORKLOAD=${WORKLOAD:-introspect}
+CONNS=${CONNS:-64}
+case $WORKLOAD in introspect|issue) ;; *) echo "WORKLOAD is introspect or issue" >&2; exit 2 ;; esac
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
 cargo build --release --example seed_tokens
 
@@ -45,6 +52,8 @@ for spec in "$@"; do
     grep -q '^workers=' <<<"${opts//,/$'\n'}" || echo "workers = 2"
     tr ',' '\n' <<<"$opts" | sed -n 's/^\([a-z_]*\)=\(.*\)$/\1 = \2/p'
     printf '[[clients]]\nclient_id = "api-server"\nclient_secret = "api-secret"\n'
+    printf '[[clients]]\nclient_id = "demo-client"\nclient_secret = "demo-secret"\n'
+    printf 'grant_types = ["client_credentials"]\nscopes = ["read", "write"]\n'
   } > "$work/$name.toml"
   TESSERA_LOG=warn "$bin" serve --config "$work/$name.toml" 2>"$work/$name.log" &
   pids+=($!); pid[$name]=$!; url[$name]=http://127.0.0.1:$port; tokens[$name]=$pool.tokens; names+=("$name")
@@ -54,7 +63,8 @@ for name in "${names[@]}"; do
   for _ in $(seq 300); do curl -sf "${url[$name]}/ready" >/dev/null && break; sleep 0.1; done
 done
 
-auth=$(printf 'api-server:api-secret' | base64)
+api_auth=$(printf 'api-server:api-secret' | base64)
+demo_auth=$(printf 'demo-client:demo-secret' | base64)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 results=$work/results.txt
 for round in $(seq "$ROUNDS"); do
@@ -62,7 +72,11 @@ for round in $(seq "$ROUNDS"); do
   ((round % 2)) || mapfile -t order < <(printf '%s\n' "${names[@]}" | tac)
   for name in "${order[@]}"; do
     before=$(cpu "${pid[$name]}")
-    line=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" -s scripts/introspect.lua "${url[$name]}" -- "${tokens[$name]}" "$auth" | grep '^RESULT')
+    if [[ $WORKLOAD == issue ]]; then
+      line=$(wrk -t"$(( CONNS < 2 ? 1 : 2 ))" -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency -s scripts/issue.lua "${url[$name]}" -- "$demo_auth" | grep '^RESULT')
+    else
+      line=$(wrk -t"$(( CONNS < 2 ? 1 : 2 ))" -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency -s scripts/introspect.lua "${url[$name]}" -- "${tokens[$name]}" "$api_auth" | grep '^RESULT')
+    fi
     after=$(cpu "${pid[$name]}")
     echo "$name $line cpu_ticks=$((after - before)) hz=$(getconf CLK_TCK)" | tee -a "$results"
   done
