@@ -169,7 +169,8 @@ rss = [r["rss_kib"] for r in runs["large"] if "rss_kib" in r][0] / 1024
 restarts = [r["restart_s"] for r in runs["large"] if "restart_s" in r]
 p99s = lambda name: ", ".join(f"{r['p99_ms']:.2f}" for r in runs[name] if "p99_ms" in r)
 out += ["",
-        f"- 1,000,000 against 100,000 live tokens: {large / small:.2f} of the rate ({(1 - large / small) * 100:.0f}% slower).",
+        f"- 1,000,000 against 100,000 live tokens: {large / small:.2f} of the rate "
+        + (f"({(1 - large / small) * 100:.0f}% slower)." if large < small else "(not slower)."),
         f"- Introspection p99 by round: 100,000 tokens {p99s('small')} ms; 1,000,000 tokens {p99s('large')} ms.",
         f"- Resident memory of the server holding 1,000,000 live tokens, after its introspection rounds: {rss:,.0f} MiB.",
         f"- Restart with 1,000,000 live tokens, from exec to `/ready` and a pool token introspected active: "
