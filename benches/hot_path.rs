@@ -14,13 +14,14 @@ use rand::seq::SliceRandom;
 
 use tessera::actors::ShardRouter;
 use tessera::admin::ClientSpec;
-use tessera::authority::Authority;
+use tessera::authority::{Authority, AuthorityConfig};
 use tessera::config::RawClient;
 use tessera::crypto::{mint_token, ServerKey, TokenDigest, TokenKind};
 use tessera::http::{self, AppState};
 use tessera::oauth::client_auth::presented_client;
 use tessera::oauth::GrantType;
-use tessera::store::{GroupCommit, Store, TokenClaims, TokenPartition, TokenRecord, TokenType};
+use tessera::signing::{Algorithm, SigningKeys};
+use tessera::store::{GroupCommit, Store, TokenClaims, TokenPartition, TokenRecord};
 
 /// Live tokens in the benchmark store, as in `scripts/bench.sh`.
 const POOL: usize = 100_000;
@@ -38,13 +39,7 @@ struct Fixture {
 
 fn record(now: u64) -> TokenRecord {
     TokenRecord {
-        claims: Arc::new(TokenClaims {
-            token_type: TokenType::Access,
-            client_id: "demo-client".into(),
-            scope: "read write".into(),
-            sub: None,
-            aud: None,
-        }),
+        claims: Arc::new(TokenClaims::for_client("demo-client", "read write")),
         iat: now,
         exp: now + 24 * 3600,
     }
@@ -67,6 +62,7 @@ fn fixture() -> Fixture {
             redirect_uris: vec![],
             grant_types: grants,
             scopes: vec!["read".into(), "write".into()],
+            post_logout_redirect_uris: vec![],
         };
         clients
             .upsert(ClientSpec::from(raw).into_record(&key).expect("client"))
@@ -147,6 +143,18 @@ fn load(c: &mut Criterion, f: &Fixture) {
     g.finish();
 }
 
+fn authority(f: &Fixture, router: &ShardRouter) -> Authority {
+    let keys = SigningKeys::load_or_create(f._dir.path(), Algorithm::ES256, tessera::unix_now()).expect("keys");
+    Authority::new(
+        f.key.clone(),
+        f.store.clients().expect("clients"),
+        f.store.users().expect("users"),
+        router.clone(),
+        keys,
+        AuthorityConfig::new("http://127.0.0.1:4000"),
+    )
+}
+
 /// Actor and HTTP benchmarks run inside one actix system; each measurement awaits `iters`
 /// operations in a row on the system's thread, as an HTTP worker would.
 fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
@@ -156,17 +164,12 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
     let (router, service) = sys.block_on(async {
         let partitions = f.store.partitions(SHARDS, now).expect("partitions");
         let router = ShardRouter::start(partitions, 1, Arc::clone(&commit), Duration::from_secs(3600));
-        let authority = Authority::new(
-            f.key.clone(),
-            f.store.clients().expect("clients"),
-            router.clone(),
-            "http://127.0.0.1:4000".into(),
-            Duration::from_secs(3600),
-        );
+        let authority = authority(f, &router);
         let state = web::Data::new(AppState {
             authority,
             admin_digest: f.key.admin_digest("unused"),
-            discovery: web::Bytes::new(),
+            secure_cookies: false,
+            session_ttl: 3600,
         });
         let service = test::init_service(
             App::new()
@@ -176,15 +179,7 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
         .await;
         (router, service)
     });
-    let authority_for_auth = sys.block_on(async {
-        Authority::new(
-            f.key.clone(),
-            f.store.clients().expect("clients"),
-            router.clone(),
-            "http://127.0.0.1:4000".into(),
-            Duration::from_secs(3600),
-        )
-    });
+    let authority_for_auth = sys.block_on(async { authority(f, &router) });
     let mut shuffled = f.tokens.clone();
     shuffled.shuffle(&mut rand::thread_rng());
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use tessera::crypto::{mint_token, TokenKind};
 
-use tessera::store::{Store, TokenClaims, TokenRecord, TokenType};
+use tessera::store::{Store, TokenClaims, TokenRecord};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,13 +23,7 @@ fn main() {
     let store = Store::open(dir, 256 << 20).expect("store (is the server running?)");
     let now = tessera::unix_now();
     let mut parts = store.partitions(shards, now).expect("partitions");
-    let claims = Arc::new(TokenClaims {
-        token_type: TokenType::Access,
-        client_id: "demo-client".into(),
-        scope: "read write".into(),
-        sub: None,
-        aud: None,
-    });
+    let claims = Arc::new(TokenClaims::for_client("demo-client", "read write"));
     let mut out = String::with_capacity(count * 48);
     for _ in 0..count {
         let token = mint_token(TokenKind::Access);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::RawClient;
 use crate::crypto::ServerKey;
 use crate::oauth::{GrantType, Scope};
-use crate::store::ClientRecord;
+use crate::store::{ClientRecord, UserRecord};
 
 /// A client as an administrator describes it, secret in the clear (it is digested here).
 #[derive(Clone, Serialize, Deserialize)]
@@ -19,6 +19,8 @@ pub struct ClientSpec {
     pub grant_types: Vec<GrantType>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// What the admin API and `tessera client list` show of a client: everything but the secret.
@@ -28,6 +30,8 @@ pub struct ClientView {
     pub redirect_uris: Vec<String>,
     pub grant_types: Vec<GrantType>,
     pub scopes: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl From<&ClientRecord> for ClientView {
@@ -37,6 +41,7 @@ impl From<&ClientRecord> for ClientView {
             redirect_uris: c.redirect_uris.clone(),
             grant_types: c.grant_types.clone(),
             scopes: c.scopes.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
         }
     }
 }
@@ -49,6 +54,7 @@ impl From<RawClient> for ClientSpec {
             redirect_uris: c.redirect_uris,
             grant_types: c.grant_types,
             scopes: c.scopes,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
         }
     }
 }
@@ -65,7 +71,7 @@ impl ClientSpec {
         if self.client_secret.len() < 8 {
             return Err("client_secret must be at least 8 characters".into());
         }
-        for uri in &self.redirect_uris {
+        for uri in self.redirect_uris.iter().chain(&self.post_logout_redirect_uris) {
             validate_redirect_uri(uri)?;
         }
         let scope =
@@ -84,6 +90,85 @@ impl ClientSpec {
             redirect_uris: self.redirect_uris,
             grant_types,
             scopes: self.scopes,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+        })
+    }
+}
+
+/// A user as an administrator describes them, password in the clear (it is hashed here).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct UserSpec {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for UserSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSpec")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the admin API and `tessera user list` show of a user: everything but the password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    pub username: String,
+    pub sub: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(u: &UserRecord) -> Self {
+        UserView {
+            username: u.username.clone(),
+            sub: u.sub.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+        }
+    }
+}
+
+/// Usernames are 1 to 64 characters, none of them a control character, a space or `:` (which
+/// would make the name ambiguous in logs and Basic credentials). A NUL is a control character,
+/// which the consent keys rely on.
+pub fn validate_username(username: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&username.chars().count())
+        && !username
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == ':');
+    if ok {
+        Ok(())
+    } else {
+        Err("username must be 1 to 64 characters without spaces, colons or control characters".into())
+    }
+}
+
+impl UserSpec {
+    /// Validates the spec and hashes the password (argon2id). An existing user keeps their
+    /// `sub`, so tokens and relying parties keep pointing at the same person.
+    pub fn into_record(self, existing: Option<&UserRecord>) -> Result<UserRecord, String> {
+        validate_username(&self.username)?;
+        if self.password.chars().count() < 8 {
+            return Err("password must be at least 8 characters".into());
+        }
+        if let Some(email) = &self.email {
+            if !email.contains('@') || email.chars().any(char::is_whitespace) {
+                return Err(format!("email {email:?} is not an address"));
+            }
+        }
+        let password_hash = crate::crypto::hash_password(&self.password).map_err(|e| e.to_string())?;
+        Ok(UserRecord {
+            sub: existing.map_or_else(|| crate::crypto::random_string("", 16), |u| u.sub.clone()),
+            username: self.username,
+            password_hash,
+            email: self.email,
+            name: self.name,
         })
     }
 }
@@ -121,6 +206,7 @@ mod tests {
             redirect_uris: vec!["http://127.0.0.1:3001/callback".into()],
             grant_types: vec![GrantType::AuthorizationCode, GrantType::ClientCredentials],
             scopes: vec!["read".into(), "write".into()],
+            post_logout_redirect_uris: vec![],
         }
     }
 
@@ -168,10 +254,51 @@ mod tests {
                 scopes: vec!["bad\"quote".into()],
                 ..spec()
             },
+            ClientSpec {
+                post_logout_redirect_uris: vec!["not a uri".into()],
+                ..spec()
+            },
         ];
         for s in bad {
             let id = s.client_id.clone();
             assert!(s.into_record(&key).is_err(), "accepted {id:?}");
         }
+    }
+
+    fn user(name: &str, password: &str) -> UserSpec {
+        UserSpec {
+            username: name.into(),
+            password: password.into(),
+            email: Some("alice@example.com".into()),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn users_get_a_password_hash_and_keep_their_sub() {
+        let first = user("alice", "wonderland-42").into_record(None).unwrap();
+        assert!(first.password_hash.starts_with("$argon2id$"));
+        assert!(crate::crypto::verify_password(&first.password_hash, "wonderland-42"));
+        assert!(!crate::crypto::verify_password(&first.password_hash, "wonderland-43"));
+        let again = user("alice", "looking-glass").into_record(Some(&first)).unwrap();
+        assert_eq!(again.sub, first.sub, "a password change keeps the subject");
+        assert_ne!(again.password_hash, first.password_hash);
+        assert!(!format!("{:?}", user("alice", "wonderland-42")).contains("wonderland"));
+    }
+
+    #[test]
+    fn invalid_users_are_refused() {
+        for (name, pw) in [
+            ("", "long-enough"),
+            ("a b", "long-enough"),
+            ("a:b", "long-enough"),
+            ("a\0b", "long-enough"),
+            ("alice", "short"),
+        ] {
+            assert!(user(name, pw).into_record(None).is_err(), "accepted {name:?}/{pw:?}");
+        }
+        let mut bad_mail = user("alice", "long-enough");
+        bad_mail.email = Some("no-at-sign".into());
+        assert!(bad_mail.into_record(None).is_err());
     }
 }

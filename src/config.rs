@@ -13,6 +13,8 @@ use crate::oauth::GrantType;
 pub const DEFAULT_BIND: &str = "127.0.0.1:4000";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 3600;
+pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 8 * 3600;
 /// See `store::durability` ("Commit delay") and BENCHMARKS.md for how it was chosen.
 pub const DEFAULT_COMMIT_DELAY_US: u64 = 250;
 
@@ -31,6 +33,15 @@ pub struct RawConfig {
     /// HTTP worker threads; defaults to the number of cores.
     pub workers: Option<usize>,
     pub access_token_ttl_secs: Option<u64>,
+    /// Refresh token lifetime; 0 means refresh tokens never expire.
+    pub refresh_token_ttl_secs: Option<u64>,
+    /// How long a sign-in lasts in the browser before the password is asked again.
+    pub session_ttl_secs: Option<u64>,
+    /// Algorithm of a newly created ID-token signing key: `RS256` (default) or `ES256`.
+    pub id_token_alg: Option<String>,
+    /// Failed sign-ins after which a username is locked, and for how long.
+    pub login_lockout_after: Option<u32>,
+    pub login_lockout_secs: Option<u64>,
     pub sweep_interval_secs: Option<u64>,
     /// Pause of the group-commit flusher after a flush that covered many writers, in µs.
     pub commit_delay_us: Option<u64>,
@@ -43,6 +54,8 @@ pub struct RawConfig {
     pub max_body_bytes: Option<usize>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
     /// Only from `TESSERA_SERVER_KEY` (base64): a key never belongs in a config file.
     #[serde(skip)]
     pub server_key: Option<String>,
@@ -59,6 +72,18 @@ pub struct RawClient {
     pub grant_types: Vec<GrantType>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+/// A `[[users]]` entry: created, or updated (password, email, name) at every start.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub username: String,
+    pub password: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +160,15 @@ impl RawConfig {
         if let Some(v) = num(&env, "TESSERA_ACCESS_TOKEN_TTL_SECS")? {
             self.access_token_ttl_secs = Some(v);
         }
+        if let Some(v) = num(&env, "TESSERA_REFRESH_TOKEN_TTL_SECS")? {
+            self.refresh_token_ttl_secs = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_SESSION_TTL_SECS")? {
+            self.session_ttl_secs = Some(v);
+        }
+        if let Some(v) = env("TESSERA_ID_TOKEN_ALG") {
+            self.id_token_alg = Some(v);
+        }
         if let Some(v) = num(&env, "TESSERA_SWEEP_INTERVAL_SECS")? {
             self.sweep_interval_secs = Some(v);
         }
@@ -205,6 +239,35 @@ impl RawConfig {
             }
             clients.push(c);
         }
+        let mut users: Vec<RawUser> = Vec::with_capacity(self.users.len());
+        for u in self.users {
+            if users.iter().any(|o| o.username == u.username) {
+                return Err(ConfigError::Invalid(format!("user {:?} is listed twice", u.username)));
+            }
+            users.push(u);
+        }
+        let id_token_alg = match self.id_token_alg.as_deref() {
+            None => crate::signing::Algorithm::RS256,
+            Some(a) => a
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("id_token_alg must be RS256 or ES256, got {a:?}")))?,
+        };
+        let session_ttl = self.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS);
+        if session_ttl == 0 {
+            return Err(ConfigError::Invalid("session_ttl_secs must be positive".into()));
+        }
+        let mut throttle = crate::authority::ThrottlePolicy::default();
+        if let Some(n) = self.login_lockout_after {
+            if n == 0 {
+                return Err(ConfigError::Invalid("login_lockout_after must be positive".into()));
+            }
+            throttle.lockout_after = n;
+            throttle.free_failures = throttle.free_failures.min(n - 1);
+        }
+        if let Some(secs) = self.login_lockout_secs {
+            throttle.lockout_secs = secs;
+        }
+        let refresh_ttl = self.refresh_token_ttl_secs.unwrap_or(DEFAULT_REFRESH_TOKEN_TTL_SECS);
         let data_dir = self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         Ok(Settings {
             issuer: issuer.map(Into::into),
@@ -216,6 +279,11 @@ impl RawConfig {
             shard_threads,
             workers,
             access_token_ttl: Duration::from_secs(ttl),
+            refresh_token_ttl: (refresh_ttl > 0).then(|| Duration::from_secs(refresh_ttl)),
+            session_ttl: Duration::from_secs(session_ttl),
+            id_token_alg,
+            throttle,
+            users,
             sweep_interval: Duration::from_secs(self.sweep_interval_secs.unwrap_or(30).max(1)),
             commit_delay: Duration::from_micros(commit_delay_us),
             cache_bytes: self.cache_mib.unwrap_or(32) * 1024 * 1024,
@@ -239,6 +307,13 @@ pub struct Settings {
     pub shard_threads: usize,
     pub workers: usize,
     pub access_token_ttl: Duration,
+    /// `None`: refresh tokens never expire.
+    pub refresh_token_ttl: Option<Duration>,
+    pub session_ttl: Duration,
+    pub id_token_alg: crate::signing::Algorithm,
+    pub throttle: crate::authority::ThrottlePolicy,
+    /// Users created or updated at start.
+    pub users: Vec<RawUser>,
     pub sweep_interval: Duration,
     pub commit_delay: Duration,
     pub cache_bytes: u64,
@@ -263,6 +338,7 @@ impl std::fmt::Debug for Settings {
                 "clients",
                 &self.clients.iter().map(|c| &c.client_id).collect::<Vec<_>>(),
             )
+            .field("users", &self.users.iter().map(|u| &u.username).collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -295,6 +371,37 @@ mod tests {
         assert!(s.clients[1].grant_types.is_empty());
         assert_eq!(s.access_token_ttl, Duration::from_secs(3600));
         assert_eq!(s.server_key_file, PathBuf::from("./data/server.key"));
+        assert_eq!(s.users.len(), 1);
+        assert_eq!(s.users[0].username, "alice");
+        assert_eq!(s.users[0].email.as_deref(), Some("alice@example.com"));
+        assert_eq!(s.clients[0].post_logout_redirect_uris, ["http://127.0.0.1:3001/"]);
+        assert_eq!(
+            s.refresh_token_ttl,
+            Some(Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS))
+        );
+        assert_eq!(s.id_token_alg, crate::signing::Algorithm::RS256);
+    }
+
+    #[test]
+    fn refresh_tokens_without_expiry_and_es256_keys() {
+        let mut raw = RawConfig::default();
+        raw.apply_env(|k| match k {
+            "TESSERA_REFRESH_TOKEN_TTL_SECS" => Some("0".into()),
+            "TESSERA_ID_TOKEN_ALG" => Some("ES256".into()),
+            _ => None,
+        })
+        .unwrap();
+        let s = raw.validate().unwrap();
+        assert_eq!(s.refresh_token_ttl, None, "0 means no expiry, as in the seed");
+        assert_eq!(s.id_token_alg, crate::signing::Algorithm::ES256);
+        assert!(RawConfig {
+            id_token_alg: Some("HS256".into()),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        let dup = "[[users]]\nusername='a'\npassword='p'\n[[users]]\nusername='a'\npassword='q'";
+        assert!(RawConfig::from_toml(dup).unwrap().validate().is_err());
     }
 
     #[test]

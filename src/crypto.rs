@@ -68,6 +68,12 @@ impl ServerKey {
         SecretDigest(self.digest(b"client-secret", secret.as_bytes()))
     }
 
+    /// An HMAC tag of `value` under `domain`, for values the server hands out and later takes
+    /// back unchanged (session cookies, CSRF tokens). Compare tags with [`tags_match`].
+    pub fn tag(&self, domain: &str, value: &[u8]) -> [u8; 32] {
+        self.digest(domain.as_bytes(), value)
+    }
+
     pub fn admin_digest(&self, secret: &str) -> SecretDigest {
         SecretDigest(self.digest(b"admin", secret.as_bytes()))
     }
@@ -86,7 +92,7 @@ pub enum KeyError {
 }
 
 /// The only form in which a token is stored or routed. Its first eight bytes choose the shard.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TokenDigest(pub [u8; 32]);
 
 impl TokenDigest {
@@ -127,6 +133,12 @@ impl std::fmt::Debug for SecretDigest {
     }
 }
 
+/// Constant-time equality of two byte strings (of possibly different lengths: the length is
+/// not secret).
+pub fn tags_match(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
 /// Kinds of token, visible in the token's prefix so a leaked string is recognisable by
 /// secret scanners. The prefix carries no authority: only the stored record does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +156,30 @@ impl TokenKind {
             TokenKind::AuthorizationCode => "tsc_",
         }
     }
+}
+
+/// An argon2id hash of `password` in PHC string form, with a fresh random salt. The parameters
+/// are argon2's defaults (19 MiB, 2 passes, 1 lane: the OWASP minimum for argon2id), recorded
+/// in the string, so they can be raised later without invalidating stored hashes.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+/// Whether `password` matches the PHC string `hash`. A malformed hash matches nothing. The
+/// comparison inside argon2's verifier is constant-time.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash)
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
 }
 
 /// A new bearer token: a kind prefix and 256 bits from the thread-local CSPRNG, base64url.

@@ -7,9 +7,13 @@
 //! - [`crypto`]: the server key, token minting, HMAC digests, constant-time comparison.
 //! - [`store`]: sled trees, records, the client registry, group commit; no HTTP, no actors.
 //! - [`actors`]: the `TokenShard` actors, each owning one partition, and the router to them.
-//! - [`authority`]: the OAuth operations, over the registry and the shards; no HTTP.
+//! - [`authority`]: the OAuth and OpenID Connect operations, over the registries, the shards
+//!   and the signing keys; no HTTP.
 //! - [`http`]: actix-web handlers, the single error-to-response mapping, metrics middleware.
-//! - [`admin`]: client registration rules shared by the config file, CLI and admin API.
+//! - [`admin`]: client and user registration rules shared by the config file, CLI and admin
+//!   API.
+//! - [`signing`]: OpenID Connect ID-token signing keys (RS256, ES256) in `keys/`: rotation, the
+//!   JWKS, JWS signing and verification.
 //! - [`datadir`]: the files beside the database (server key, admin credential).
 //! - [`server`]: assembles all of the above into a running server.
 //!
@@ -25,6 +29,7 @@ pub mod http;
 pub mod metrics;
 pub mod oauth;
 pub mod server;
+pub mod signing;
 pub mod store;
 
 /// Seconds since the Unix epoch. Read once per request at the edge and passed down, so the

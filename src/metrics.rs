@@ -21,6 +21,9 @@ pub const FLUSH_BATCH_SIZE: &str = "tessera_flush_batch_size";
 pub const FLUSH_DURATION: &str = "tessera_flush_duration_seconds";
 pub const INTROSPECTION_BATCH_SIZE: &str = "tessera_introspection_batch_size";
 pub const TOKENS_LIVE: &str = "tessera_tokens_live";
+pub const CODES_ISSUED: &str = "tessera_authorization_codes_issued_total";
+pub const SIGN_INS: &str = "tessera_sign_ins_total";
+pub const FAMILIES_REVOKED: &str = "tessera_token_families_revoked_total";
 
 /// Every metric name, for documentation checks and dashboards.
 pub const ALL: &[&str] = &[
@@ -36,6 +39,9 @@ pub const ALL: &[&str] = &[
     FLUSH_DURATION,
     INTROSPECTION_BATCH_SIZE,
     TOKENS_LIVE,
+    CODES_ISSUED,
+    SIGN_INS,
+    FAMILIES_REVOKED,
 ];
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -85,6 +91,12 @@ fn describe() {
         "Introspections carried by one message from an HTTP worker to a shard"
     );
     describe_gauge!(TOKENS_LIVE, "Tokens a shard holds, live or expired and not yet swept");
+    describe_counter!(CODES_ISSUED, "Authorization codes issued");
+    describe_counter!(SIGN_INS, "Sign-in attempts by result (success, failure, locked)");
+    describe_counter!(
+        FAMILIES_REVOKED,
+        "Token families revoked, by reason (code_replay, refresh_reuse, revocation)"
+    );
 }
 
 /// Handles for the metrics on the introspection path, registered once so that recording is an
@@ -126,6 +138,20 @@ pub fn introspection_batch_histogram() -> Histogram {
 
 pub fn token_issued(grant: &'static str) {
     counter!(TOKENS_ISSUED, "grant_type" => grant).increment(1);
+}
+
+pub fn code_issued() {
+    counter!(CODES_ISSUED).increment(1);
+}
+
+/// `result` is `success`, `failure` or `locked`.
+pub fn sign_in(result: &'static str) {
+    counter!(SIGN_INS, "result" => result).increment(1);
+}
+
+/// `reason` is `code_replay`, `refresh_reuse` or `revocation`.
+pub fn family_revoked(reason: &'static str) {
+    counter!(FAMILIES_REVOKED, "reason" => reason).increment(1);
 }
 
 pub fn token_revoked() {

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::actors::ShardRouter;
-use crate::admin::ClientSpec;
-use crate::authority::Authority;
+use crate::admin::{ClientSpec, UserSpec};
+use crate::authority::{Authority, AuthorityConfig};
 use crate::config::Settings;
 use crate::crypto::random_string;
 use crate::datadir::{self, AdminFile};
 use crate::http::{self, AppState};
+use crate::signing::{KeyStoreError, SigningKeys};
 use crate::store::{GroupCommit, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,10 @@ pub enum StartError {
     Store { dir: String, source: StoreError },
     #[error("client {client_id:?} in the config: {reason}")]
     Client { client_id: String, reason: String },
+    #[error("user {username:?} in the config: {reason}")]
+    User { username: String, reason: String },
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyStoreError),
     #[error("binding {bind}: {source}")]
     Bind { bind: String, source: std::io::Error },
 }
@@ -56,6 +61,22 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             })?;
         clients.upsert(record).map_err(store_err)?;
     }
+    let users = store.users().map_err(store_err)?;
+    for raw in &settings.users {
+        let existing = users.get(&raw.username).map_err(store_err)?;
+        let spec = UserSpec {
+            username: raw.username.clone(),
+            password: raw.password.clone(),
+            email: raw.email.clone(),
+            name: raw.name.clone(),
+        };
+        let record = spec.into_record(existing.as_ref()).map_err(|reason| StartError::User {
+            username: raw.username.clone(),
+            reason,
+        })?;
+        users.upsert(&record).map_err(store_err)?;
+    }
+    let signing = SigningKeys::load_or_create(&settings.data_dir, settings.id_token_alg, crate::unix_now())?;
 
     let listener = std::net::TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
         bind: settings.bind.clone(),
@@ -78,17 +99,24 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let authority = Authority::new(
         key.clone(),
         clients,
+        users,
         shards,
-        Arc::clone(&issuer),
-        settings.access_token_ttl,
+        signing,
+        AuthorityConfig {
+            issuer: Arc::clone(&issuer),
+            access_ttl: settings.access_token_ttl,
+            refresh_ttl: settings.refresh_token_ttl,
+            code_ttl: std::time::Duration::from_secs(600),
+            throttle: settings.throttle,
+        },
     );
 
     let admin_token = random_string("tsadm_", 32);
-    let discovery = serde_json::to_vec(&http::discovery_document(&issuer)).expect("serialising JSON");
     let state = web::Data::new(AppState {
         authority,
         admin_digest: key.admin_digest(&admin_token),
-        discovery: discovery.into(),
+        secure_cookies: issuer.starts_with("https://"),
+        session_ttl: settings.session_ttl.as_secs(),
     });
     let max_body = settings.max_body_bytes;
 

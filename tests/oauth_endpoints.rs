@@ -243,19 +243,37 @@ async fn discovery_describes_exactly_what_is_supported() {
     assert_eq!(d["token_endpoint"], format!("{}/oauth/token", s.base));
     assert_eq!(d["introspection_endpoint"], format!("{}/oauth/introspect", s.base));
     assert_eq!(d["revocation_endpoint"], format!("{}/oauth/revoke", s.base));
-    assert_eq!(d["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        d["grant_types_supported"],
+        json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
     assert_eq!(
         d["token_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post"])
     );
-    assert!(
-        d.get("authorization_endpoint").is_none(),
-        "no authorization endpoint is offered yet"
+    assert_eq!(d["response_types_supported"], json!(["code"]));
+    assert_eq!(
+        d["code_challenge_methods_supported"],
+        json!(["S256"]),
+        "plain is not offered"
     );
-    // Every advertised endpoint answers (405 for GET on a POST-only endpoint, not 404).
+    let openid = s.get("/.well-known/openid-configuration").await;
+    assert_eq!(openid.json, d, "both discovery documents describe the same server");
+    assert_eq!(d["id_token_signing_alg_values_supported"], json!(["RS256", "ES256"]));
+    // Every advertised endpoint answers: 405 for GET on a POST-only endpoint, and something
+    // other than 404 for the rest.
     for key in ["token_endpoint", "introspection_endpoint", "revocation_endpoint"] {
         let path = d[key].as_str().unwrap().strip_prefix(&s.base).unwrap().to_owned();
         assert_eq!(s.get(&path).await.status, StatusCode::METHOD_NOT_ALLOWED, "{key}");
+    }
+    for key in [
+        "authorization_endpoint",
+        "userinfo_endpoint",
+        "jwks_uri",
+        "end_session_endpoint",
+    ] {
+        let path = d[key].as_str().unwrap().strip_prefix(&s.base).unwrap().to_owned();
+        assert_ne!(s.get(&path).await.status, StatusCode::NOT_FOUND, "{key}");
     }
     s.stop().await;
 }

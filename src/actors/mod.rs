@@ -31,7 +31,10 @@ use actix::{Actor, Addr, Arbiter, ArbiterHandle, Handler, MailboxError, Message}
 use metrics::Gauge;
 use tokio::sync::oneshot;
 
-pub use shard::{IntrospectTokens, IssueToken, Ping, Revocation, RevokeToken, TokenShard};
+pub use shard::{
+    IntrospectTokens, IssueCode, IssueToken, Ping, RedeemCode, Revocation, RevokeFamily, RevokeToken, RotateRefresh,
+    Rotation, TokenShard,
+};
 
 use crate::crypto::TokenDigest;
 use crate::store::{GroupCommit, TokenPartition, TokenRecord};
@@ -138,6 +141,20 @@ impl ShardRouter {
         }
     }
 
+    /// Sends a copy of `msg` to every shard and collects the replies, in shard order.
+    pub async fn broadcast<M>(&self, msg: M) -> Vec<Result<M::Result, MailboxError>>
+    where
+        M: Message + Clone + Send + 'static,
+        M::Result: Send,
+        TokenShard: Handler<M>,
+    {
+        let sends = self.shards.iter().map(|s| {
+            s.depth.increment(1.0);
+            s.addr.send(msg.clone())
+        });
+        futures_util::future::join_all(sends).await
+    }
+
     /// Whether every shard answers a ping, with a successful read of its partition, within
     /// `timeout`.
     pub async fn all_answer(&self, timeout: Duration) -> bool {
@@ -164,7 +181,7 @@ mod tests {
         let digests: Vec<TokenDigest> = (0..120u8).map(|i| TokenDigest([i; 32])).collect();
         // Every third token is present, with its index as its expiry, so each answer names the
         // lookup it belongs to.
-        for (i, d) in digests.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+        for (i, d) in digests.iter().enumerate().filter(|(i, _)| i.is_multiple_of(3)) {
             partitions[d.shard(3)]
                 .insert(d, TokenRecord::test_record(1000 + i as u64))
                 .unwrap();
@@ -174,11 +191,11 @@ mod tests {
         let answers = futures_util::future::join_all(digests.iter().map(|d| router.introspect(*d, 500))).await;
         for (i, answer) in answers.into_iter().enumerate() {
             let exp = answer.unwrap().map(|r| r.exp);
-            assert_eq!(exp, (i % 3 == 0).then_some(1000 + i as u64), "lookup {i}");
+            assert_eq!(exp, i.is_multiple_of(3).then_some(1000 + i as u64), "lookup {i}");
         }
         // Each lookup carries its own clock: at 1050 only the tokens from index 51 on are live.
         let later = futures_util::future::join_all(digests.iter().map(|d| router.introspect(*d, 1050))).await;
         let live = later.iter().filter(|a| matches!(a, Ok(Some(_)))).count();
-        assert_eq!(live, (51..120).filter(|i| i % 3 == 0).count());
+        assert_eq!(live, (51..120u64).filter(|i| i.is_multiple_of(3)).count());
     }
 }

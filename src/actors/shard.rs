@@ -13,7 +13,7 @@ use actix::prelude::*;
 use metrics::{Gauge, Histogram};
 
 use crate::crypto::TokenDigest;
-use crate::store::{Durable, GroupCommit, StoreError, TokenPartition, TokenRecord};
+use crate::store::{CodeRecord, Durable, GroupCommit, Redeem, StoreError, TokenPartition, TokenRecord, TokenType};
 
 /// Room for bursts from every HTTP worker before senders wait.
 const MAILBOX_CAPACITY: usize = 4096;
@@ -86,22 +86,133 @@ impl Actor for TokenShard {
     }
 }
 
-/// Store a new token. The reply's [`Durable`] resolves once the record is on disk.
+/// Store a new token. The reply's [`Durable`] resolves once the record is on disk; `None`
+/// means the token's family was revoked first, and nothing was stored.
 #[derive(Message)]
-#[rtype(result = "Result<Durable, StoreError>")]
+#[rtype(result = "Result<Option<Durable>, StoreError>")]
 pub struct IssueToken {
     pub digest: TokenDigest,
     pub record: TokenRecord,
 }
 
 impl Handler<IssueToken> for TokenShard {
-    type Result = Result<Durable, StoreError>;
+    type Result = Result<Option<Durable>, StoreError>;
 
     fn handle(&mut self, msg: IssueToken, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
+        if let Some(family) = &msg.record.claims.family {
+            if self.partition.family_revoked(family) {
+                return Ok(None);
+            }
+        }
         self.partition.insert(&msg.digest, msg.record)?;
         self.count_live();
+        Ok(Some(self.commit.durable()))
+    }
+}
+
+/// Store a new authorization code.
+#[derive(Message)]
+#[rtype(result = "Result<Durable, StoreError>")]
+pub struct IssueCode {
+    pub digest: TokenDigest,
+    pub record: CodeRecord,
+}
+
+impl Handler<IssueCode> for TokenShard {
+    type Result = Result<Durable, StoreError>;
+
+    fn handle(&mut self, msg: IssueCode, _: &mut Context<Self>) -> Self::Result {
+        self.took_message();
+        self.partition.insert_code(&msg.digest, msg.record)?;
         Ok(self.commit.durable())
+    }
+}
+
+/// Redeem an authorization code at `now`: the first redemption marks it used (durable once the
+/// `Durable` resolves); a later one is reported as `AlreadyUsed`, a replay.
+#[derive(Message)]
+#[rtype(result = "Result<(Redeem, Option<Durable>), StoreError>")]
+pub struct RedeemCode {
+    pub digest: TokenDigest,
+    pub client_id: String,
+    pub now: u64,
+}
+
+impl Handler<RedeemCode> for TokenShard {
+    type Result = Result<(Redeem, Option<Durable>), StoreError>;
+
+    fn handle(&mut self, msg: RedeemCode, _: &mut Context<Self>) -> Self::Result {
+        self.took_message();
+        let redeem = self.partition.redeem_code(&msg.digest, &msg.client_id, msg.now)?;
+        let durable = matches!(redeem, Redeem::Redeemed(_)).then(|| self.commit.durable());
+        Ok((redeem, durable))
+    }
+}
+
+/// What presenting a refresh token found.
+pub enum Rotation {
+    /// A live refresh token of the caller: it is now marked used (durable with the `Durable`),
+    /// and the caller issues its successors with the returned record's claims.
+    Rotated(TokenRecord, Durable),
+    /// A refresh token that was already exchanged: someone replayed it. The caller revokes the
+    /// family.
+    Reused(TokenDigest),
+    /// Not a live refresh token of this client: unknown, expired, revoked, an access token, or
+    /// another client's.
+    Invalid,
+}
+
+/// Exchange a refresh token of `client_id` at `now` (refresh rotation, OAuth 2.1 §4.3.1).
+#[derive(Message)]
+#[rtype(result = "Result<Rotation, StoreError>")]
+pub struct RotateRefresh {
+    pub digest: TokenDigest,
+    pub client_id: String,
+    pub now: u64,
+}
+
+impl Handler<RotateRefresh> for TokenShard {
+    type Result = Result<Rotation, StoreError>;
+
+    fn handle(&mut self, msg: RotateRefresh, _: &mut Context<Self>) -> Self::Result {
+        self.took_message();
+        let Some(record) = self.partition.get(&msg.digest) else {
+            return Ok(Rotation::Invalid);
+        };
+        let c = &record.claims;
+        if c.client_id != msg.client_id || record.exp <= msg.now {
+            return Ok(Rotation::Invalid);
+        }
+        match (c.token_type, c.family) {
+            (TokenType::UsedRefresh, Some(family)) => Ok(Rotation::Reused(family)),
+            (TokenType::Refresh, _) => {
+                let record = record.clone();
+                self.partition.mark_refresh_used(&msg.digest)?;
+                Ok(Rotation::Rotated(record, self.commit.durable()))
+            }
+            _ => Ok(Rotation::Invalid),
+        }
+    }
+}
+
+/// Revoke every token of a family held by this shard, and refuse new ones until `until`. Sent to
+/// every shard, since a family's tokens are spread by their own digests.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(usize, Durable), StoreError>")]
+pub struct RevokeFamily {
+    pub family: TokenDigest,
+    pub until: u64,
+}
+
+impl Handler<RevokeFamily> for TokenShard {
+    type Result = Result<(usize, Durable), StoreError>;
+
+    fn handle(&mut self, msg: RevokeFamily, _: &mut Context<Self>) -> Self::Result {
+        self.took_message();
+        let removed = self.partition.revoke_family(&msg.family, msg.until)?;
+        self.count_live();
+        Ok((removed, self.commit.durable()))
     }
 }
 
@@ -131,7 +242,8 @@ impl Handler<IntrospectTokens> for TokenShard {
 /// What a revocation found.
 pub enum Revocation {
     /// The token existed and belonged to the caller; it is gone once the `Durable` resolves.
-    Revoked(Durable),
+    /// A refresh token names its family, which the caller then revokes too (RFC 7009 §2.1).
+    Revoked(Durable, Option<TokenDigest>),
     /// No such token (never issued, already revoked, or swept after expiry).
     NotFound,
     /// The token belongs to another client; nothing was changed.
@@ -154,10 +266,14 @@ impl Handler<RevokeToken> for TokenShard {
         match self.partition.get(&msg.digest) {
             None => Ok(Revocation::NotFound),
             Some(record) if record.claims.client_id != msg.client_id => Ok(Revocation::NotOwner),
-            Some(_) => {
+            Some(record) => {
+                let family = match record.claims.token_type {
+                    TokenType::Refresh | TokenType::UsedRefresh => record.claims.family,
+                    TokenType::Access => None,
+                };
                 self.partition.remove(&msg.digest)?;
                 self.count_live();
-                Ok(Revocation::Revoked(self.commit.durable()))
+                Ok(Revocation::Revoked(self.commit.durable(), family))
             }
         }
     }

@@ -4,6 +4,8 @@
 //! - other OAuth errors → 400 with `{"error", "error_description"}`;
 //! - an oversized body → 413; a malformed or mistyped body → 400 `invalid_request`;
 //! - storage or shard failures → 500/503 with no detail (the detail goes to the log, here);
+//! - bearer-token failures (userinfo) → RFC 6750 §3: 401 with `WWW-Authenticate: Bearer`, and
+//!   `error="invalid_token"` or, with 403, `error="insufficient_scope"`;
 //! - every error response carries `Cache-Control: no-store`.
 //!
 //! Errors caused by bad input are not logged: they are the client's business, not the
@@ -27,6 +29,12 @@ pub enum ApiError {
     /// A failure of ours: storage, a stopped shard.
     Internal,
     Unavailable,
+    /// A protected resource was asked for without a bearer token (RFC 6750 §3.1: no error code).
+    BearerMissing,
+    /// The bearer token is malformed, unknown, expired or revoked.
+    InvalidToken,
+    /// The bearer token lacks this scope.
+    InsufficientScope(&'static str),
 }
 
 impl std::fmt::Display for ApiError {
@@ -51,6 +59,9 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::Internal => "server_error",
             ApiError::Unavailable => "temporarily_unavailable",
+            ApiError::BearerMissing => "unauthorized",
+            ApiError::InvalidToken => "invalid_token",
+            ApiError::InsufficientScope(_) => "insufficient_scope",
         }
     }
 
@@ -66,7 +77,11 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::OAuth(OAuthError::InvalidClient) | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::OAuth(OAuthError::InvalidClient)
+            | ApiError::AdminUnauthorized
+            | ApiError::BearerMissing
+            | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::OAuth(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -88,6 +103,21 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable => {
                 res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::BearerMissing => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"tessera\""));
+            }
+            ApiError::InvalidToken => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"tessera\", error=\"invalid_token\"",
+                ));
+            }
+            ApiError::InsufficientScope(scope) => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"{scope}\""),
+                ));
             }
             _ => {}
         }
@@ -115,6 +145,10 @@ impl From<AuthorityError> for ApiError {
             AuthorityError::ShardUnavailable(e) => {
                 tracing::error!(error = %e, "token shard did not answer");
                 ApiError::Unavailable
+            }
+            AuthorityError::Internal(e) => {
+                tracing::error!(error = %e, "internal failure while serving a request");
+                ApiError::Internal
             }
         }
     }

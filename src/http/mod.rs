@@ -5,6 +5,9 @@ mod admin;
 pub mod error;
 mod meta;
 mod oauth;
+mod oidc;
+mod pages;
+pub mod session;
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -14,7 +17,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-pub use meta::discovery_document;
+pub use oidc::metadata;
 
 use crate::authority::Authority;
 use crate::crypto::SecretDigest;
@@ -26,8 +29,10 @@ pub struct AppState {
     pub authority: Authority,
     /// Digest of this run's admin credential.
     pub admin_digest: SecretDigest,
-    /// The RFC 8414 document, serialised once.
-    pub discovery: web::Bytes,
+    /// Whether cookies get `Secure` (the issuer is https).
+    pub secure_cookies: bool,
+    /// Seconds a sign-in lasts in the browser.
+    pub session_ttl: u64,
 }
 
 /// Every route pattern. Each resource is named after its pattern, so the metrics middleware can
@@ -36,23 +41,43 @@ mod routes {
     pub const TOKEN: &str = "/oauth/token";
     pub const INTROSPECT: &str = "/oauth/introspect";
     pub const REVOKE: &str = "/oauth/revoke";
+    pub const AUTHORIZE: &str = "/oauth/authorize";
+    pub const LOGIN: &str = "/oauth/login";
+    pub const CONSENT: &str = "/oauth/consent";
+    pub const LOGOUT: &str = "/oauth/logout";
+    pub const USERINFO: &str = "/oauth/userinfo";
+    pub const JWKS: &str = "/oauth/jwks";
     pub const DISCOVERY: &str = "/.well-known/oauth-authorization-server";
+    pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
     pub const HEALTH: &str = "/health";
     pub const READY: &str = "/ready";
     pub const METRICS: &str = "/metrics";
     pub const ADMIN_CLIENTS: &str = "/admin/clients";
     pub const ADMIN_CLIENT: &str = "/admin/clients/{client_id}";
+    pub const ADMIN_USERS: &str = "/admin/users";
+    pub const ADMIN_USER: &str = "/admin/users/{username}";
+    pub const ADMIN_KEYS_ROTATE: &str = "/admin/keys/rotate";
     /// Route labels: every pattern, then `unmatched` for requests that matched none.
     pub const LABELS: &[&str] = &[
         TOKEN,
         INTROSPECT,
         REVOKE,
+        AUTHORIZE,
+        LOGIN,
+        CONSENT,
+        LOGOUT,
+        USERINFO,
+        JWKS,
         DISCOVERY,
+        OPENID_CONFIGURATION,
         HEALTH,
         READY,
         METRICS,
         ADMIN_CLIENTS,
         ADMIN_CLIENT,
+        ADMIN_USERS,
+        ADMIN_USER,
+        ADMIN_KEYS_ROTATE,
         "unmatched",
     ];
     pub const UNMATCHED: usize = LABELS.len() - 1;
@@ -79,7 +104,24 @@ pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOn
                 "POST",
             ))
             .service(single_method(routes::REVOKE, web::post().to(oauth::revoke), "POST"))
-            .service(single_method(routes::DISCOVERY, web::get().to(meta::discovery), "GET"))
+            .service(single_method(routes::AUTHORIZE, web::get().to(pages::authorize), "GET"))
+            .service(single_method(routes::LOGIN, web::post().to(pages::login), "POST"))
+            .service(single_method(routes::CONSENT, web::post().to(pages::consent), "POST"))
+            .service(single_method(routes::LOGOUT, web::get().to(pages::logout), "GET"))
+            .service(
+                web::resource(routes::USERINFO)
+                    .name(routes::USERINFO)
+                    .route(web::get().to(oidc::userinfo))
+                    .route(web::post().to(oidc::userinfo))
+                    .default_service(web::to(|| method_not_allowed("GET, POST"))),
+            )
+            .service(single_method(routes::JWKS, web::get().to(oidc::jwks), "GET"))
+            .service(single_method(routes::DISCOVERY, web::get().to(oidc::discovery), "GET"))
+            .service(single_method(
+                routes::OPENID_CONFIGURATION,
+                web::get().to(oidc::discovery),
+                "GET",
+            ))
             .service(single_method(routes::HEALTH, web::get().to(meta::health), "GET"))
             .service(single_method(routes::READY, web::get().to(meta::ready), "GET"))
             .service(single_method(routes::METRICS, web::get().to(meta::metrics), "GET"))
@@ -94,6 +136,23 @@ pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOn
                 routes::ADMIN_CLIENT,
                 web::delete().to(admin::remove_client),
                 "DELETE",
+            ))
+            .service(
+                web::resource(routes::ADMIN_USERS)
+                    .name(routes::ADMIN_USERS)
+                    .route(web::get().to(admin::list_users))
+                    .route(web::post().to(admin::put_user))
+                    .default_service(web::to(|| method_not_allowed("GET, POST"))),
+            )
+            .service(single_method(
+                routes::ADMIN_USER,
+                web::delete().to(admin::remove_user),
+                "DELETE",
+            ))
+            .service(single_method(
+                routes::ADMIN_KEYS_ROTATE,
+                web::post().to(admin::rotate_key),
+                "POST",
             ))
             .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
     }

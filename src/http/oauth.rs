@@ -78,7 +78,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let client = authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
     let token = required_token(&form)?;
-    state.authority.revoke(&client, token).await?;
+    state.authority.revoke(&client, token, crate::unix_now()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())

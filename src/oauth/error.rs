@@ -29,6 +29,18 @@ pub enum OAuthError {
     /// RFC 7009 §2.2.1: the server cannot revoke this type of token.
     #[error("unsupported_token_type")]
     UnsupportedTokenType,
+    /// RFC 6749 §4.1.2.1: the authorization server does not offer this `response_type`.
+    #[error("unsupported_response_type")]
+    UnsupportedResponseType,
+    /// RFC 6749 §4.1.2.1: the resource owner denied the request.
+    #[error("access_denied")]
+    AccessDenied,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none`, and no user is signed in.
+    #[error("login_required")]
+    LoginRequired,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none`, and the user has not consented yet.
+    #[error("consent_required")]
+    ConsentRequired,
 }
 
 impl OAuthError {
@@ -42,6 +54,10 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::UnsupportedTokenType => "unsupported_token_type",
+            OAuthError::UnsupportedResponseType => "unsupported_response_type",
+            OAuthError::AccessDenied => "access_denied",
+            OAuthError::LoginRequired => "login_required",
+            OAuthError::ConsentRequired => "consent_required",
         }
     }
 
@@ -53,7 +69,12 @@ impl OAuthError {
             | OAuthError::UnauthorizedClient(d)
             | OAuthError::InvalidScope(d) => Some(d),
             OAuthError::InvalidClient => Some("client authentication failed"),
-            OAuthError::UnsupportedGrantType | OAuthError::UnsupportedTokenType => None,
+            OAuthError::AccessDenied => Some("the user denied the request"),
+            OAuthError::UnsupportedGrantType
+            | OAuthError::UnsupportedTokenType
+            | OAuthError::UnsupportedResponseType
+            | OAuthError::LoginRequired
+            | OAuthError::ConsentRequired => None,
         }
     }
 

@@ -76,6 +76,7 @@ mod tests {
             redirect_uris: vec![],
             grant_types: vec![GrantType::ClientCredentials],
             scopes: vec!["read".into()],
+            post_logout_redirect_uris: vec![],
         }
     }
 

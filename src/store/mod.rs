@@ -2,8 +2,10 @@
 //!
 //! # Layout of the sled database (`<data_dir>/db`)
 //! - tree `meta`: `shards` → the partition count the tokens are laid out for (u32, big endian);
-//!   `layout` → the version of the token key layout below (u32, big endian; now 3);
+//!   `layout` → the version of the token layout below (u32, big endian; now 4);
 //! - tree `clients`: `client_id` → [`ClientRecord`];
+//! - tree `users`: `username` → [`UserRecord`] (password as an argon2id hash); tree `consents`:
+//!   `username ‖ 0 ‖ client_id` → [`ConsentRecord`];
 //! - tree `tokens/<k>` for each shard `k`: `exp (u64 big endian) ‖ id (u64 big endian)` →
 //!   `kind ‖ digest ‖ record`, where `kind` is `t` for a [`TokenRecord`] (access and refresh
 //!   tokens) and `c` for a [`CodeRecord`] (authorization codes), `digest` is
@@ -22,13 +24,17 @@ mod digest_map;
 mod durability;
 mod records;
 mod tokens;
+mod users;
 
 use std::path::Path;
 
 pub use clients::ClientRegistry;
 pub use durability::{Durable, GroupCommit};
-pub use records::{ClientRecord, CodeRecord, Record, Redeem, TokenClaims, TokenRecord, TokenType};
+pub use records::{
+    ClientRecord, CodeRecord, ConsentRecord, Record, Redeem, TokenClaims, TokenRecord, TokenType, UserRecord,
+};
 pub use tokens::TokenPartition;
+pub use users::UserRegistry;
 
 /// Failures of the storage layer. Expected outcomes (not found, not the owner) are values in
 /// the `Ok` side of each operation, never errors.
@@ -92,6 +98,10 @@ impl Store {
         ClientRegistry::open(self.db.clone())
     }
 
+    pub fn users(&self) -> Result<UserRegistry, StoreError> {
+        UserRegistry::open(self.db.clone())
+    }
+
     /// The `shards` token partitions, loaded into memory (records expired at `now` stay on
     /// disk for the sweeper). If the database was last used with a different shard count, each
     /// record first moves to the partition its digest now selects, so a change of `shards` in
@@ -108,13 +118,13 @@ impl Store {
             }
         };
         let previous = read_u32("shards")?.map(|n| n as usize);
-        match (read_u32("layout")?, previous) {
-            (Some(LAYOUT), _) => {}
-            (Some(found), _) => return Err(StoreError::UnknownLayout { found }),
-            // Builds before layout 2 wrote `shards` and no `layout`. Without tokens there is
-            // nothing to read in the old layout.
-            (None, Some(old)) if !self.token_trees_empty(old)? => return Err(StoreError::UnknownLayout { found: 1 }),
-            (None, _) => {}
+        // Builds before layout 2 wrote `shards` and no `layout`. Without tokens there is nothing
+        // to read in an old layout, so only a store that holds tokens is refused.
+        let found = read_u32("layout")?.unwrap_or(1);
+        if let Some(old) = previous {
+            if found != LAYOUT && !self.token_trees_empty(old)? {
+                return Err(StoreError::UnknownLayout { found });
+            }
         }
         let trees: Vec<sled::Tree> = (0..shards)
             .map(|k| self.db.open_tree(format!("tokens/{k}")))
@@ -156,8 +166,9 @@ impl Store {
     }
 }
 
-/// The version of the token key layout this build writes and reads.
-const LAYOUT: u32 = 3;
+/// The version of the token layout this build writes and reads. 4: token claims carry the
+/// user's name, the token's family and the authentication time.
+const LAYOUT: u32 = 4;
 
 /// sled 0.34 reports a held lock as `ErrorKind::Other` with this message (config.rs,
 /// `try_lock`); there is no more specific signal to match on.
@@ -179,7 +190,7 @@ mod tests {
             .map(|_| key.token_digest(&mint_token(TokenKind::Access)))
             .collect();
         for (i, d) in digests.iter().enumerate() {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 parts[d.shard(3)].insert(d, TokenRecord::test_record(10_000)).unwrap();
             } else {
                 parts[d.shard(3)]
@@ -189,11 +200,11 @@ mod tests {
         }
         drop(parts);
         let present = |parts: &mut [TokenPartition], n: usize, i: usize, d: &crate::crypto::TokenDigest| {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 parts[d.shard(n)].get(d).is_some()
             } else {
                 matches!(
-                    parts[d.shard(n)].redeem_code(d, 0).unwrap(),
+                    parts[d.shard(n)].redeem_code(d, "c", 0).unwrap(),
                     Redeem::Redeemed(_) | Redeem::AlreadyUsed(_)
                 )
             }
@@ -230,6 +241,7 @@ mod tests {
             "an empty old store is taken over"
         );
         meta.insert("layout", &9u32.to_be_bytes()).unwrap();
+        old.insert([b't'; 16], &b"record"[..]).unwrap();
         assert!(matches!(
             store.partitions(1, 0),
             Err(StoreError::UnknownLayout { found: 9 })

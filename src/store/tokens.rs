@@ -15,14 +15,22 @@
 //! # Keys in the tree
 //! `exp (u64 big endian) ‖ id (u64 big endian)` → `kind ‖ digest ‖ record`, where `id` comes
 //! from `sled::Db::generate_id` (unique across the database and across restarts) and `kind` is
-//! `t` for a [`TokenRecord`] and `c` for a [`CodeRecord`] (postcard). Keys in expiry order make
+//! `t` for a [`TokenRecord`], `c` for a [`CodeRecord`] (postcard), and `f` for a revoked family
+//! (the digest is the family's; no record), kept until the family's last refresh token would
+//! have expired so that nothing can be issued into it again. Keys in expiry order make
 //! the tree its own expiry index, so the sweeper reads only an expired prefix. Within one
 //! expiry second, ids only grow, so new records land at the right edge of the tree's recent
 //! range instead of at random places: sled's inserts there cost less (BENCHMARKS.md), and a
 //! 16-byte key is stored inline, without an allocation. A record is one key: it is written and
 //! removed by one operation. The map in memory remembers each record's key.
+//!
+//! # Families
+//! Every token issued from one authorization code (directly or through refresh rotation) names
+//! the code's digest as its family. A partition indexes its own tokens by family, and
+//! [`TokenPartition::revoke_family`] removes them and leaves a tombstone; a family's tokens may
+//! live on every shard, so revoking a family is sent to all of them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::digest_map::DigestMap;
@@ -32,6 +40,7 @@ use crate::store::TokenClaims;
 
 const TOKEN: u8 = b't';
 const CODE: u8 = b'c';
+const FAMILY: u8 = b'f';
 const KEY_LEN: usize = 16;
 /// Kind and digest, before the record in every value.
 const VALUE_HEAD: usize = 33;
@@ -76,6 +85,10 @@ pub struct TokenPartition {
     codes: DigestMap<Held<CodeRecord>>,
     /// One shared copy of each distinct set of claims; see [`TokenClaims`].
     claims: HashSet<Arc<TokenClaims>, Hasher>,
+    /// Family → the digests of this partition's tokens in it. Only user tokens have a family.
+    families: HashMap<TokenDigest, Vec<TokenDigest>, Hasher>,
+    /// Revoked families, with the key id of their tombstone.
+    revoked: HashMap<TokenDigest, u64, Hasher>,
 }
 
 impl TokenPartition {
@@ -88,6 +101,8 @@ impl TokenPartition {
             tokens: DigestMap::default(),
             codes: DigestMap::default(),
             claims: HashSet::default(),
+            families: HashMap::default(),
+            revoked: HashMap::default(),
         };
         for entry in p.tree.range(key(now.saturating_add(1), 0)..) {
             let (k, v) = entry?;
@@ -96,7 +111,11 @@ impl TokenPartition {
                 TOKEN => {
                     let mut record = TokenRecord::decode(bytes)?;
                     record.claims = p.intern(record.claims);
+                    p.index_family(&digest, &record);
                     p.tokens.insert(digest, Held { id, record });
+                }
+                FAMILY => {
+                    p.revoked.insert(digest, id);
                 }
                 CODE => {
                     let record = CodeRecord::decode(bytes)?;
@@ -117,6 +136,67 @@ impl TokenPartition {
         self.tokens.is_empty()
     }
 
+    fn index_family(&mut self, digest: &TokenDigest, record: &TokenRecord) {
+        if let Some(family) = record.claims.family {
+            self.families.entry(family).or_default().push(*digest);
+        }
+    }
+
+    fn unindex_family(&mut self, digest: &TokenDigest, record: &TokenRecord) {
+        if let Some(family) = record.claims.family {
+            if let Some(members) = self.families.get_mut(&family) {
+                members.retain(|d| d != digest);
+                if members.is_empty() {
+                    self.families.remove(&family);
+                }
+            }
+        }
+    }
+
+    /// Whether `family` was revoked: no token may be issued into it any more.
+    pub fn family_revoked(&self, family: &TokenDigest) -> bool {
+        self.revoked.contains_key(family)
+    }
+
+    /// Removes every token of `family` held here and records the family as revoked until
+    /// `until` (when its last refresh token would have expired), so that a token sent to this
+    /// partition later, by a rotation already under way, is refused. Returns how many tokens
+    /// were removed.
+    pub fn revoke_family(&mut self, family: &TokenDigest, until: u64) -> Result<usize, StoreError> {
+        if !self.revoked.contains_key(family) {
+            let id = self.db.generate_id()?;
+            let mut v = Vec::with_capacity(VALUE_HEAD);
+            v.push(FAMILY);
+            v.extend_from_slice(&family.0);
+            self.tree.insert(key(until, id), v)?;
+            self.revoked.insert(*family, id);
+        }
+        let members = self.families.get(family).cloned().unwrap_or_default();
+        for digest in &members {
+            self.remove(digest)?;
+        }
+        Ok(members.len())
+    }
+
+    /// Marks a refresh token as exchanged: it stays, inactive, until its expiry, so that a
+    /// second presentation is seen as reuse. Returns `false` if there is no such token.
+    pub fn mark_refresh_used(&mut self, digest: &TokenDigest) -> Result<bool, StoreError> {
+        let Some(held) = self.tokens.get(digest) else {
+            return Ok(false);
+        };
+        let mut claims = (*held.record.claims).clone();
+        claims.token_type = super::TokenType::UsedRefresh;
+        let used = TokenRecord {
+            claims: Arc::new(claims),
+            ..held.record.clone()
+        };
+        self.tree.insert(key(used.exp, held.id), value(TOKEN, digest, &used))?;
+        let claims = self.intern(Arc::clone(&used.claims));
+        let held = self.tokens.get_mut(digest).expect("present above");
+        held.record = TokenRecord { claims, ..used };
+        Ok(true)
+    }
+
     fn intern(&mut self, claims: Arc<TokenClaims>) -> Arc<TokenClaims> {
         if let Some(shared) = self.claims.get(&claims) {
             return Arc::clone(shared);
@@ -130,6 +210,7 @@ impl TokenPartition {
         let id = self.db.generate_id()?;
         self.tree.insert(key(record.exp, id), value(TOKEN, digest, &record))?;
         record.claims = self.intern(record.claims);
+        self.index_family(digest, &record);
         self.tokens.insert(*digest, Held { id, record });
         Ok(())
     }
@@ -142,10 +223,12 @@ impl TokenPartition {
         Ok(())
     }
 
-    /// Redeems an authorization code at `now`. The first redemption marks the code used and
-    /// returns it; later ones return it as `AlreadyUsed`, so the caller can treat a replay.
-    pub fn redeem_code(&mut self, digest: &TokenDigest, now: u64) -> Result<Redeem, StoreError> {
-        let Some(held) = self.codes.get_mut(digest) else {
+    /// Redeems an authorization code for `client_id` at `now`. The first redemption marks the
+    /// code used and returns it; later ones return it as `AlreadyUsed`, so the caller can treat a
+    /// replay. A code presented by another client is `Unknown` to it and stays as it was, so a
+    /// client cannot burn another's code.
+    pub fn redeem_code(&mut self, digest: &TokenDigest, client_id: &str, now: u64) -> Result<Redeem, StoreError> {
+        let Some(held) = self.codes.get_mut(digest).filter(|h| h.record.client_id == client_id) else {
             return Ok(Redeem::Unknown);
         };
         if held.record.exp <= now {
@@ -180,7 +263,11 @@ impl TokenPartition {
             return Ok(None);
         };
         self.tree.remove(key(held.record.exp, held.id))?;
-        Ok(self.tokens.remove(digest).map(|h| h.record))
+        let removed = self.tokens.remove(digest).map(|h| h.record);
+        if let Some(record) = &removed {
+            self.unindex_family(digest, record);
+        }
+        Ok(removed)
     }
 
     /// Removes up to `limit` records whose expiry is at or before `now`; returns how many.
@@ -197,10 +284,15 @@ impl TokenPartition {
             self.tree.remove(k)?;
             match parse(k, v) {
                 Some((_, _, TOKEN, digest, _)) => {
-                    self.tokens.remove(&digest);
+                    if let Some(held) = self.tokens.remove(&digest) {
+                        self.unindex_family(&digest, &held.record);
+                    }
                 }
                 Some((_, _, CODE, digest, _)) => {
                     self.codes.remove(&digest);
+                }
+                Some((_, id, FAMILY, family, _)) if self.revoked.get(&family) == Some(&id) => {
+                    self.revoked.remove(&family);
                 }
                 _ => {}
             }
@@ -282,7 +374,7 @@ mod tests {
         );
         assert_eq!(again.len(), 1);
         assert!(matches!(
-            again.redeem_code(&digest(4), 60).unwrap(),
+            again.redeem_code(&digest(4), "c", 60).unwrap(),
             Redeem::Redeemed(_)
         ));
         assert_eq!(
@@ -329,16 +421,99 @@ mod tests {
         let code = CodeRecord::test_record(100);
         p.insert_code(&digest(7), code.clone()).unwrap();
         assert_eq!(p.get(&digest(7)), None, "codes and tokens are kept apart");
-        assert_eq!(p.redeem_code(&digest(7), 50).unwrap(), Redeem::Redeemed(code.clone()));
-        let replay = p.redeem_code(&digest(7), 51).unwrap();
+        assert_eq!(
+            p.redeem_code(&digest(7), "c", 50).unwrap(),
+            Redeem::Redeemed(code.clone())
+        );
+        let replay = p.redeem_code(&digest(7), "c", 51).unwrap();
         let used = CodeRecord { redeemed: true, ..code };
         assert_eq!(replay, Redeem::AlreadyUsed(used.clone()));
-        assert_eq!(p.redeem_code(&digest(8), 50).unwrap(), Redeem::Unknown);
+        assert_eq!(p.redeem_code(&digest(8), "c", 50).unwrap(), Redeem::Unknown);
         let mut reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
         assert_eq!(
-            reloaded.redeem_code(&digest(7), 52).unwrap(),
+            reloaded.redeem_code(&digest(7), "c", 52).unwrap(),
             Redeem::AlreadyUsed(used),
             "the redemption is on disk"
+        );
+    }
+
+    #[test]
+    fn another_client_cannot_redeem_or_burn_a_code() {
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        let code = CodeRecord::test_record(100);
+        p.insert_code(&digest(7), code.clone()).unwrap();
+        assert_eq!(p.redeem_code(&digest(7), "other", 50).unwrap(), Redeem::Unknown);
+        assert_eq!(p.redeem_code(&digest(7), "c", 50).unwrap(), Redeem::Redeemed(code));
+    }
+
+    fn family_record(family: u8, token_type: crate::store::TokenType, exp: u64) -> TokenRecord {
+        let mut claims = TokenClaims::for_client("c", "openid");
+        claims.token_type = token_type;
+        claims.family = Some(digest(family));
+        TokenRecord {
+            claims: Arc::new(claims),
+            iat: 0,
+            exp,
+        }
+    }
+
+    #[test]
+    fn revoking_a_family_removes_its_tokens_and_refuses_new_ones_across_restarts() {
+        use crate::store::TokenType::{Access, Refresh};
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        p.insert(&digest(1), family_record(100, Access, 1000)).unwrap();
+        p.insert(&digest(2), family_record(100, Refresh, 1000)).unwrap();
+        p.insert(&digest(3), family_record(101, Access, 1000)).unwrap();
+        p.insert(&digest(4), TokenRecord::test_record(1000)).unwrap();
+        assert_eq!(p.revoke_family(&digest(100), 5000).unwrap(), 2);
+        assert!(p.get(&digest(1)).is_none() && p.get(&digest(2)).is_none());
+        assert!(
+            p.get(&digest(3)).is_some() && p.get(&digest(4)).is_some(),
+            "other families stay"
+        );
+        assert!(p.family_revoked(&digest(100)));
+        assert!(!p.family_revoked(&digest(101)));
+        assert_eq!(
+            p.revoke_family(&digest(100), 5000).unwrap(),
+            0,
+            "revoking again is harmless"
+        );
+
+        let mut reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
+        assert!(reloaded.family_revoked(&digest(100)), "the tombstone is on disk");
+        assert!(reloaded.get(&digest(1)).is_none());
+        assert_eq!(
+            reloaded.revoke_family(&digest(101), 5000).unwrap(),
+            1,
+            "families are indexed at load"
+        );
+        // Tokens expire at 1000; the tombstones at 5000 outlive them, then go too.
+        assert_eq!(reloaded.sweep_expired(1000, 100).unwrap(), 1);
+        assert!(reloaded.family_revoked(&digest(100)));
+        assert_eq!(reloaded.sweep_expired(5000, 100).unwrap(), 2);
+        assert!(!reloaded.family_revoked(&digest(100)));
+    }
+
+    #[test]
+    fn a_used_refresh_token_stays_inactive_until_it_expires() {
+        use crate::store::TokenType::{Refresh, UsedRefresh};
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        p.insert(&digest(1), family_record(100, Refresh, 1000)).unwrap();
+        assert!(p.get(&digest(1)).unwrap().is_live(10));
+        assert!(p.mark_refresh_used(&digest(1)).unwrap());
+        assert!(!p.mark_refresh_used(&digest(2)).unwrap());
+        let used = p.get(&digest(1)).unwrap();
+        assert_eq!(used.claims.token_type, UsedRefresh);
+        assert!(!used.is_live(10));
+        let reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
+        assert_eq!(reloaded.get(&digest(1)).unwrap().claims.token_type, UsedRefresh);
+        assert_eq!(
+            p.revoke_family(&digest(100), 2000).unwrap(),
+            1,
+            "a used token is still in its family"
         );
     }
 
@@ -348,9 +523,9 @@ mod tests {
         let mut p = partition(&store);
         p.insert_code(&digest(1), CodeRecord::test_record(100)).unwrap();
         p.insert(&digest(2), TokenRecord::test_record(100)).unwrap();
-        assert_eq!(p.redeem_code(&digest(1), 100).unwrap(), Redeem::Expired);
+        assert_eq!(p.redeem_code(&digest(1), "c", 100).unwrap(), Redeem::Expired);
         assert_eq!(p.sweep_expired(100, 10).unwrap(), 2);
-        assert_eq!(p.redeem_code(&digest(1), 0).unwrap(), Redeem::Unknown);
+        assert_eq!(p.redeem_code(&digest(1), "c", 0).unwrap(), Redeem::Unknown);
         assert_eq!(p.get(&digest(2)), None);
     }
 

@@ -2,6 +2,8 @@
 //! and a small HTTP client speaking to it.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::time::Duration;
 
 use awc::http::StatusCode;
@@ -22,11 +24,20 @@ client_secret = "api-secret"
 grant_types = []
 scopes = []
 
+post_logout_redirect_uris = ["http://127.0.0.1:3001/"]
+
 [[clients]]
 client_id = "other-client"
 client_secret = "other-secret"
-grant_types = ["client_credentials"]
-scopes = ["read"]
+redirect_uris = ["http://127.0.0.1:3002/callback"]
+grant_types = ["authorization_code", "client_credentials"]
+scopes = ["openid", "read"]
+
+[[users]]
+username = "alice"
+password = "wonderland-42"
+email = "alice@example.com"
+name = "Alice Liddell"
 "#;
 
 /// Settings under which [`exercise_every_metric`] makes every metric appear: tokens expire
@@ -34,8 +45,8 @@ scopes = ["read"]
 pub const EVERY_METRIC_SETTINGS: &str = "access_token_ttl_secs = 1\nsweep_interval_secs = 1";
 
 /// Traffic that makes every Tessera metric appear on `/metrics`: issuance, active and inactive
-/// introspection, a failed client authentication, a revocation, a sweep of expired tokens, a
-/// 405 and a 404. Returns one token it issued (expired by the time this returns).
+/// introspection, a failed client authentication, a revocation, a sign-in, a code and its
+/// replay, a sweep of expired tokens, a 405 and a 404. Returns one token it issued (expired by the time this returns).
 pub async fn exercise_every_metric(s: &TestServer) -> String {
     let token = s.issue("read").await;
     s.introspect(&token).await;
@@ -49,6 +60,22 @@ pub async fn exercise_every_metric(s: &TestServer) -> String {
         &[("token", &doomed)],
     )
     .await;
+    // A sign-in, a code, and a replay of that code, which revokes what it gave.
+    let mut b = browser::Browser::new(s);
+    let code = b.approve(&browser::authorize_query("openid", &[])).await["code"].clone();
+    for _ in 0..2 {
+        s.post_form(
+            "/oauth/token",
+            Some(("demo-client", "demo-secret")),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", browser::REDIRECT),
+                ("code_verifier", browser::VERIFIER),
+            ],
+        )
+        .await;
+    }
     actix_rt::time::sleep(Duration::from_millis(2500)).await; // let the sweeper run
     s.get("/oauth/token").await; // 405 from the resource's default service
     s.get("/no/such/route").await;
@@ -66,8 +93,15 @@ impl TestServer {
     /// Starts a server with the test clients and `extra` TOML settings.
     pub async fn start(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // ES256 keys are made in microseconds, RSA keys in tenths of a second; tests that are
+        // about RS256 say so in `extra`.
+        let alg = if extra.contains("id_token_alg") {
+            ""
+        } else {
+            "id_token_alg = \"ES256\"\n"
+        };
         let toml = format!(
-            "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 2\n{extra}\n{CLIENTS}",
+            "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 2\n{alg}{extra}\n{CLIENTS}",
             dir.path().join("data")
         );
         let settings = RawConfig::from_toml(&toml).unwrap().validate().unwrap();

@@ -1,17 +1,30 @@
-//! The authority: the OAuth operations Tessera offers, over the client registry and the token
-//! shards. It knows neither HTTP nor sled; handlers call it with typed, validated requests and the
-//! current time, and map its typed results to responses.
+//! The authority: the OAuth operations Tessera offers, over the client and user registries,
+//! the token shards and the signing keys. It knows neither HTTP nor sled; handlers call it with
+//! typed, validated requests and the current time, and map its typed results to responses.
+//!
+//! - this module: client authentication, client credentials, introspection, revocation;
+//! - [`code_flow`]: authorization codes, the code and refresh grants, token families, ID tokens;
+//! - [`users`]: sign-in with throttling, consent, userinfo.
 
-use std::sync::Arc;
+mod code_flow;
+pub mod throttle;
+mod users;
+
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::actors::{IssueToken, Revocation, RevokeToken, ShardRouter};
+use crate::actors::{IssueToken, Revocation, RevokeFamily, RevokeToken, ShardRouter};
 use crate::crypto::{mint_token, SecretDigest, ServerKey, TokenDigest, TokenKind};
 use crate::metrics::{self as m, HotCounters};
 use crate::oauth::{scope, GrantRequest, OAuthError, PresentedClient};
-use crate::store::{ClientRecord, ClientRegistry, StoreError, TokenClaims, TokenRecord, TokenType};
+use crate::signing::SigningKeys;
+use crate::store::{ClientRecord, ClientRegistry, StoreError, TokenClaims, TokenRecord, TokenType, UserRegistry};
+
+pub use code_flow::SignedIn;
+pub use throttle::{ThrottlePolicy, Verdict};
+pub use users::{LoginOutcome, UserInfo};
 
 /// Longest string accepted as a token; anything longer cannot be one of ours and is answered
 /// without a digest or a shard hop.
@@ -25,15 +38,30 @@ pub enum AuthorityError {
     Store(#[from] StoreError),
     #[error("token shard unavailable: {0}")]
     ShardUnavailable(#[from] actix::MailboxError),
+    #[error("{0}")]
+    Internal(String),
 }
 
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize)]
+/// A successful token response (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3).
+#[derive(Serialize)]
 pub struct IssuedToken {
     pub access_token: String,
     pub token_type: &'static str,
     pub expires_in: u64,
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("scope", &self.scope)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An introspection response (RFC 7662 §2.2). An inactive token serialises as
@@ -57,11 +85,14 @@ impl Serialize for Introspection {
             scope: &'a str,
             client_id: &'a str,
             token_type: &'static str,
-            exp: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            exp: Option<u64>,
             iat: u64,
             iss: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             sub: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            username: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             aud: Option<&'a str>,
         }
@@ -77,12 +108,14 @@ impl Serialize for Introspection {
                     // the two are told apart here rather than both reported as bearer tokens.
                     token_type: match c.token_type {
                         TokenType::Access => "Bearer",
-                        TokenType::Refresh => "refresh_token",
+                        TokenType::Refresh | TokenType::UsedRefresh => "refresh_token",
                     },
-                    exp: token.exp,
+                    // A refresh token without expiry has none to report.
+                    exp: (token.exp != NEVER).then_some(token.exp),
                     iat: token.iat,
                     iss,
                     sub: c.sub.as_deref(),
+                    username: c.username.as_deref(),
                     aud: c.aud.as_deref(),
                 }
                 .serialize(s)
@@ -96,38 +129,96 @@ pub struct Authority {
     inner: Arc<Inner>,
 }
 
+/// The expiry of a record that never expires (a refresh token when `refresh_token_ttl_secs`
+/// is 0).
+pub const NEVER: u64 = u64::MAX;
+
+/// Lifetimes and policies of the authority, from `Settings`.
+#[derive(Debug, Clone)]
+pub struct AuthorityConfig {
+    pub issuer: Arc<str>,
+    pub access_ttl: Duration,
+    /// `None`: refresh tokens never expire.
+    pub refresh_ttl: Option<Duration>,
+    pub code_ttl: Duration,
+    pub throttle: ThrottlePolicy,
+}
+
+impl AuthorityConfig {
+    /// Defaults for tests and benches: one-hour access tokens, 30-day refresh tokens.
+    pub fn new(issuer: impl Into<Arc<str>>) -> Self {
+        AuthorityConfig {
+            issuer: issuer.into(),
+            access_ttl: Duration::from_secs(3600),
+            refresh_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
+            code_ttl: Duration::from_secs(600),
+            throttle: ThrottlePolicy::default(),
+        }
+    }
+}
+
 struct Inner {
     key: ServerKey,
     clients: ClientRegistry,
+    users: UserRegistry,
     shards: ShardRouter,
+    signing: RwLock<SigningKeys>,
     issuer: Arc<str>,
     access_ttl: u64,
+    refresh_ttl: Option<u64>,
+    code_ttl: u64,
+    throttle: throttle::Throttle,
     counters: HotCounters,
     /// Compared against when the client id is unknown, so that an unknown client costs the
     /// same time as a wrong secret.
     decoy: SecretDigest,
+    /// Verified against when the username is unknown, so that an unknown user costs the same
+    /// argon2 time as a wrong password.
+    decoy_password: String,
 }
 
 impl Authority {
     pub fn new(
         key: ServerKey,
         clients: ClientRegistry,
+        users: UserRegistry,
         shards: ShardRouter,
-        issuer: Arc<str>,
-        access_ttl: Duration,
+        signing: SigningKeys,
+        config: AuthorityConfig,
     ) -> Self {
         let decoy = key.secret_digest("tessera-decoy-secret");
+        let decoy_password =
+            crate::crypto::hash_password(&crate::crypto::random_string("", 16)).expect("hashing a random string");
         Self {
             inner: Arc::new(Inner {
                 key,
                 clients,
+                users,
                 shards,
-                issuer,
-                access_ttl: access_ttl.as_secs(),
+                signing: RwLock::new(signing),
+                issuer: config.issuer,
+                access_ttl: config.access_ttl.as_secs(),
+                refresh_ttl: config.refresh_ttl.map(|d| d.as_secs()),
+                code_ttl: config.code_ttl.as_secs(),
+                throttle: throttle::Throttle::new(config.throttle),
                 counters: HotCounters::new(),
                 decoy,
+                decoy_password,
             }),
         }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    pub fn users(&self) -> &UserRegistry {
+        &self.inner.users
+    }
+
+    /// How long an access token (and an ID token) lives, in seconds.
+    pub fn access_ttl(&self) -> u64 {
+        self.inner.access_ttl
     }
 
     pub fn key(&self) -> &ServerKey {
@@ -174,35 +265,68 @@ impl Authority {
             GrantRequest::ClientCredentials { scope: requested } => {
                 let scope = scope::grantable(requested, &client.scopes)?.to_wire();
                 let record = TokenRecord {
-                    claims: Arc::new(TokenClaims {
-                        token_type: TokenType::Access,
-                        client_id: client.client_id.clone(),
-                        scope: scope.clone(),
-                        sub: None,
-                        aud: None,
-                    }),
+                    claims: Arc::new(TokenClaims::for_client(client.client_id.clone(), scope.clone())),
                     iat: now,
                     exp: now + self.inner.access_ttl,
                 };
-                let access_token = self.issue(record).await?;
+                let access_token = self.issue(TokenKind::Access, record).await?;
                 m::token_issued("client_credentials");
                 Ok(IssuedToken {
                     access_token,
                     token_type: "Bearer",
                     expires_in: self.inner.access_ttl,
                     scope,
+                    refresh_token: None,
+                    id_token: None,
                 })
+            }
+            GrantRequest::AuthorizationCode {
+                code,
+                redirect_uri,
+                code_verifier,
+            } => {
+                self.redeem_code(client, &code, &redirect_uri, &code_verifier, now)
+                    .await
+            }
+            GrantRequest::RefreshToken { refresh_token, scope } => {
+                self.refresh(client, &refresh_token, scope, now).await
             }
         }
     }
 
-    /// Mints an access token for `record`, stores it on its shard, and returns it once durable.
-    async fn issue(&self, record: TokenRecord) -> Result<String, AuthorityError> {
-        let token = mint_token(TokenKind::Access);
+    /// Mints a token of `kind` for `record`, stores it on its shard, and returns it once
+    /// durable. A token whose family was revoked meanwhile is refused with `invalid_grant`.
+    async fn issue(&self, kind: TokenKind, record: TokenRecord) -> Result<String, AuthorityError> {
+        let token = mint_token(kind);
         let digest = self.inner.key.token_digest(&token);
-        let durable = self.inner.shards.send(&digest, IssueToken { digest, record }).await??;
-        durable.await?;
+        match self.inner.shards.send(&digest, IssueToken { digest, record }).await?? {
+            Some(durable) => durable.await?,
+            None => return Err(OAuthError::InvalidGrant("the grant was revoked".into()).into()),
+        }
         Ok(token)
+    }
+
+    /// Revokes every token of `family` on every shard, and keeps refusing new ones until the
+    /// family's last refresh token would have expired. Returns once that is durable.
+    async fn revoke_family(&self, family: TokenDigest, reason: &'static str, now: u64) -> Result<(), AuthorityError> {
+        let until = self.refresh_exp(now);
+        let mut removed = 0;
+        for reply in self.inner.shards.broadcast(RevokeFamily { family, until }).await {
+            let (n, durable) = reply??;
+            durable.await?;
+            removed += n;
+        }
+        for _ in 0..removed {
+            m::token_revoked();
+        }
+        m::family_revoked(reason);
+        tracing::info!(family = ?family, removed, reason, "revoked a token family");
+        Ok(())
+    }
+
+    /// The expiry of a refresh token issued at `now`.
+    fn refresh_exp(&self, now: u64) -> u64 {
+        self.inner.refresh_ttl.map_or(NEVER, |ttl| now.saturating_add(ttl))
     }
 
     /// The digest of a presented token, or `None` for a string that cannot be one of ours, which
@@ -234,7 +358,7 @@ impl Authority {
 
     /// RFC 7009 revocation by `client` of one of its own tokens. Unknown tokens succeed
     /// silently (§2.2); a token of another client is refused and left alone.
-    pub async fn revoke(&self, client: &ClientRecord, token: &str) -> Result<(), AuthorityError> {
+    pub async fn revoke(&self, client: &ClientRecord, token: &str, now: u64) -> Result<(), AuthorityError> {
         let Some(digest) = self.presented_digest(token) else {
             return Ok(());
         };
@@ -243,9 +367,14 @@ impl Authority {
             client_id: client.client_id.clone(),
         };
         match self.inner.shards.send(&digest, msg).await?? {
-            Revocation::Revoked(durable) => {
+            Revocation::Revoked(durable, family) => {
                 durable.await?;
                 m::token_revoked();
+                // RFC 7009 §2.1: revoking a refresh token also revokes the access tokens of
+                // the same grant.
+                if let Some(family) = family {
+                    self.revoke_family(family, "revocation", now).await?;
+                }
                 Ok(())
             }
             Revocation::NotFound => Ok(()),

@@ -1,0 +1,321 @@
+//! The authorization code flow: codes, the code grant with PKCE, refresh rotation with reuse
+//! detection, token families and ID tokens.
+//!
+//! Every token issued from one code, directly or through any number of refreshes, carries the
+//! code's digest as its family. A replayed code or a reused refresh token revokes the family on
+//! every shard (RFC 6749 §4.1.2, OAuth 2.1 §4.3.1), and the shards then refuse new tokens in it,
+//! so a rotation already under way cannot slip a token past the revocation.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Authority, AuthorityError, IssuedToken};
+use crate::actors::{IssueCode, RedeemCode, RotateRefresh, Rotation};
+use crate::crypto::{mint_token, TokenDigest, TokenKind};
+use crate::metrics as m;
+use crate::oauth::{pkce, AuthorizeRequest, GrantType, OAuthError, Scope};
+use crate::store::{ClientRecord, CodeRecord, Redeem, TokenClaims, TokenRecord, TokenType, UserRecord};
+
+/// Who approved an authorization request, and when they authenticated.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub username: String,
+    pub sub: String,
+    pub auth_time: u64,
+}
+
+impl From<(&UserRecord, u64)> for SignedIn {
+    fn from((user, auth_time): (&UserRecord, u64)) -> Self {
+        SignedIn {
+            username: user.username.clone(),
+            sub: user.sub.clone(),
+            auth_time,
+        }
+    }
+}
+
+/// The claims of an ID token (OpenID Connect Core §2).
+#[derive(Serialize)]
+struct IdTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: u64,
+    iat: u64,
+    auth_time: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    at_hash: String,
+}
+
+/// What the tokens of one grant share.
+struct UserGrant<'a> {
+    client: &'a ClientRecord,
+    scope: String,
+    sub: String,
+    username: String,
+    family: TokenDigest,
+    auth_time: u64,
+    nonce: Option<String>,
+}
+
+fn invalid_grant(why: &'static str) -> AuthorityError {
+    OAuthError::InvalidGrant(why.into()).into()
+}
+
+impl Authority {
+    /// Issues an authorization code for an approved request. Returns the code once durable.
+    pub async fn issue_code(
+        &self,
+        request: &AuthorizeRequest,
+        user: &SignedIn,
+        now: u64,
+    ) -> Result<String, AuthorityError> {
+        let code = mint_token(TokenKind::AuthorizationCode);
+        let digest = self.inner.key.code_digest(&code);
+        let record = CodeRecord {
+            client_id: request.client_id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            scope: request.scope.to_wire(),
+            sub: user.sub.clone(),
+            username: user.username.clone(),
+            code_challenge: request.code_challenge.clone(),
+            nonce: request.nonce.clone(),
+            auth_time: user.auth_time,
+            exp: now + self.inner.code_ttl,
+            redeemed: false,
+        };
+        let durable = self.inner.shards.send(&digest, IssueCode { digest, record }).await??;
+        durable.await?;
+        m::code_issued();
+        Ok(code)
+    }
+
+    /// The `authorization_code` grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
+    pub(super) async fn redeem_code(
+        &self,
+        client: &ClientRecord,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+        now: u64,
+    ) -> Result<IssuedToken, AuthorityError> {
+        if code.len() > super::MAX_TOKEN_LEN {
+            return Err(invalid_grant("the code is invalid, expired or already used"));
+        }
+        let digest = self.inner.key.code_digest(code);
+        let msg = RedeemCode {
+            digest,
+            client_id: client.client_id.clone(),
+            now,
+        };
+        let (redeem, durable) = self.inner.shards.send(&digest, msg).await??;
+        let record = match redeem {
+            Redeem::Redeemed(record) => record,
+            Redeem::AlreadyUsed(_) => {
+                tracing::warn!(client_id = %client.client_id, "authorization code replayed; revoking its tokens");
+                self.revoke_family(digest, "code_replay", now).await?;
+                return Err(invalid_grant(
+                    "the code was already used; the tokens issued from it are revoked",
+                ));
+            }
+            Redeem::Expired | Redeem::Unknown => {
+                return Err(invalid_grant("the code is invalid, expired or already used"));
+            }
+        };
+        if let Some(durable) = durable {
+            durable.await?;
+        }
+        if record.redirect_uri != redirect_uri {
+            return Err(invalid_grant("redirect_uri does not match the authorization request"));
+        }
+        if !pkce::verifies(code_verifier, &record.code_challenge) {
+            return Err(invalid_grant("code_verifier does not match the code_challenge"));
+        }
+        let grant = UserGrant {
+            client,
+            scope: record.scope,
+            sub: record.sub,
+            username: record.username,
+            family: digest,
+            auth_time: record.auth_time,
+            nonce: record.nonce,
+        };
+        let issued = self.issue_user_tokens(&grant, now).await?;
+        m::token_issued("authorization_code");
+        Ok(issued)
+    }
+
+    /// The `refresh_token` grant with rotation (RFC 6749 §6, OAuth 2.1 §4.3.1).
+    pub(super) async fn refresh(
+        &self,
+        client: &ClientRecord,
+        refresh_token: &str,
+        requested: Option<Scope>,
+        now: u64,
+    ) -> Result<IssuedToken, AuthorityError> {
+        let Some(digest) = self.presented_digest(refresh_token) else {
+            return Err(invalid_grant("the refresh token is invalid, expired or revoked"));
+        };
+        // A request for more than the grant is refused before the token is spent, so a client's
+        // mistake does not look like reuse at its next, correct refresh. The scope of a token never
+        // changes, so reading it ahead of the rotation cannot race with it.
+        if let Some(requested) = &requested {
+            if let Some(current) = self.inner.shards.introspect(digest, now).await? {
+                let granted = Scope::parse(&current.claims.scope)?;
+                if current.claims.client_id == client.client_id && !requested.is_subset_of(granted.tokens()) {
+                    return Err(
+                        OAuthError::InvalidScope("the requested scope exceeds the original grant".into()).into(),
+                    );
+                }
+            }
+        }
+        let msg = RotateRefresh {
+            digest,
+            client_id: client.client_id.clone(),
+            now,
+        };
+        let (record, durable) = match self.inner.shards.send(&digest, msg).await?? {
+            Rotation::Rotated(record, durable) => (record, durable),
+            Rotation::Reused(family) => {
+                tracing::warn!(client_id = %client.client_id, "refresh token reused; revoking its family");
+                self.revoke_family(family, "refresh_reuse", now).await?;
+                return Err(invalid_grant(
+                    "the refresh token was already used; the grant is revoked",
+                ));
+            }
+            Rotation::Invalid => return Err(invalid_grant("the refresh token is invalid, expired or revoked")),
+        };
+        durable.await?;
+        let c = &record.claims;
+        let granted = Scope::parse(&c.scope)?;
+        let scope = match requested {
+            // RFC 6749 §6: a refresh may narrow the scope, never widen it.
+            Some(s) if !s.is_subset_of(granted.tokens()) => {
+                return Err(OAuthError::InvalidScope("the requested scope exceeds the original grant".into()).into())
+            }
+            Some(s) if !s.is_empty() => s.to_wire(),
+            _ => c.scope.clone(),
+        };
+        let (Some(sub), Some(username), Some(family)) = (c.sub.clone(), c.username.clone(), c.family) else {
+            return Err(invalid_grant("the refresh token is invalid, expired or revoked"));
+        };
+        let grant = UserGrant {
+            client,
+            scope,
+            sub,
+            username,
+            family,
+            auth_time: c.auth_time.unwrap_or(record.iat),
+            nonce: None,
+        };
+        let issued = self.issue_user_tokens(&grant, now).await?;
+        m::token_issued("refresh_token");
+        Ok(issued)
+    }
+
+    /// Issues the access token, the refresh token (if the client may refresh) and the ID token
+    /// (if `openid` was granted) of a user grant, and returns them once all are durable.
+    async fn issue_user_tokens(&self, g: &UserGrant<'_>, now: u64) -> Result<IssuedToken, AuthorityError> {
+        let claims = |token_type| {
+            Arc::new(TokenClaims {
+                token_type,
+                client_id: g.client.client_id.clone(),
+                scope: g.scope.clone(),
+                sub: Some(g.sub.clone()),
+                aud: None,
+                username: Some(g.username.clone()),
+                family: Some(g.family),
+                auth_time: Some(g.auth_time),
+            })
+        };
+        let access = TokenRecord {
+            claims: claims(TokenType::Access),
+            iat: now,
+            exp: now + self.inner.access_ttl,
+        };
+        let refresh = g.client.may_use(GrantType::RefreshToken).then(|| TokenRecord {
+            claims: claims(TokenType::Refresh),
+            iat: now,
+            exp: self.refresh_exp(now),
+        });
+        let (access_token, refresh_token) = match refresh {
+            Some(refresh) => {
+                let (a, r) = futures_util::future::join(
+                    self.issue(TokenKind::Access, access),
+                    self.issue(TokenKind::Refresh, refresh),
+                )
+                .await;
+                (a?, Some(r?))
+            }
+            None => (self.issue(TokenKind::Access, access).await?, None),
+        };
+        let id_token = Scope::parse(&g.scope)?
+            .contains("openid")
+            .then(|| self.id_token(g, &access_token, now))
+            .transpose()?;
+        Ok(IssuedToken {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.inner.access_ttl,
+            scope: g.scope.clone(),
+            refresh_token,
+            id_token,
+        })
+    }
+
+    fn id_token(&self, g: &UserGrant<'_>, access_token: &str, now: u64) -> Result<String, AuthorityError> {
+        let claims = IdTokenClaims {
+            iss: &self.inner.issuer,
+            sub: &g.sub,
+            aud: &g.client.client_id,
+            exp: now + self.inner.access_ttl,
+            iat: now,
+            auth_time: g.auth_time,
+            nonce: g.nonce.as_deref(),
+            at_hash: crate::signing::left_half_hash(access_token),
+        };
+        let keys = self
+            .inner
+            .signing
+            .read()
+            .map_err(|_| AuthorityError::Internal("the signing keys lock is poisoned".into()))?;
+        Ok(keys.sign(&claims))
+    }
+
+    /// The JWK Set to publish: the active key and retired keys whose ID tokens may still be
+    /// valid.
+    pub fn jwks(&self, now: u64) -> serde_json::Value {
+        match self.inner.signing.read() {
+            Ok(keys) => keys.jwks(now, self.inner.access_ttl),
+            Err(_) => serde_json::json!({ "keys": [] }),
+        }
+    }
+
+    /// Algorithms of the held signing keys, for discovery.
+    pub fn signing_algorithms(&self) -> Vec<&'static str> {
+        match self.inner.signing.read() {
+            Ok(keys) => keys.algorithms().iter().map(|a| a.as_str()).collect(),
+            Err(_) => vec!["RS256"],
+        }
+    }
+
+    /// Adds a new signing key of `alg` and retires the current one; returns the new key id.
+    pub fn rotate_signing_key(&self, alg: crate::signing::Algorithm, now: u64) -> Result<String, AuthorityError> {
+        let mut keys = self
+            .inner
+            .signing
+            .write()
+            .map_err(|_| AuthorityError::Internal("the signing keys lock is poisoned".into()))?;
+        keys.rotate(alg, now, self.inner.access_ttl)
+            .map_err(|e| AuthorityError::Internal(e.to_string()))
+    }
+
+    /// The payload of an ID token this server signed with a key it still holds, whatever its
+    /// expiry (RP-initiated logout accepts expired hints), if its issuer is this server.
+    pub fn verify_id_token(&self, jws: &str) -> Option<serde_json::Value> {
+        let payload = self.inner.signing.read().ok()?.verify(jws)?;
+        (payload.get("iss")?.as_str()? == &*self.inner.issuer).then_some(payload)
+    }
+}

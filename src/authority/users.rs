@@ -1,0 +1,136 @@
+//! Users: sign-in with throttling, remembered consent, and userinfo (OpenID Connect Core §5.3).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::throttle::Verdict;
+use super::{Authority, AuthorityError, SignedIn};
+use crate::metrics as m;
+use crate::oauth::Scope;
+use crate::store::TokenType;
+
+/// What a sign-in attempt came to. The two failures carry no hint of whether the username
+/// exists.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    SignedIn(SignedIn),
+    /// Wrong username or password; the answer was already held back by the throttle's delay.
+    Failed,
+    /// Too many failures for this username or address; try again after this many seconds.
+    Locked {
+        retry_after: u64,
+    },
+}
+
+/// What a userinfo request came to (the HTTP layer maps these to RFC 6750 §3 answers).
+#[derive(Debug, PartialEq)]
+pub enum UserInfo {
+    Claims(Value),
+    /// Missing, unknown, expired or revoked token, or not an access token of a user.
+    InvalidToken,
+    /// A user's access token without the `openid` scope.
+    InsufficientScope,
+}
+
+impl Authority {
+    /// Checks a username and password, with throttling. The password check runs on the
+    /// blocking pool (argon2 takes tens of milliseconds of CPU), and an unknown username is
+    /// checked against a decoy hash, so both failures take the same time.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        addr: Option<IpAddr>,
+        now: u64,
+    ) -> Result<LoginOutcome, AuthorityError> {
+        let throttle = &self.inner.throttle;
+        if let Verdict::Locked { retry_after } = throttle.check(username, addr, now) {
+            m::sign_in("locked");
+            return Ok(LoginOutcome::Locked { retry_after });
+        }
+        let user = self.inner.users.get(username)?;
+        let hash = user
+            .as_ref()
+            .map_or_else(|| self.inner.decoy_password.clone(), |u| u.password_hash.clone());
+        let offered = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || crate::crypto::verify_password(&hash, &offered))
+            .await
+            .map_err(|e| AuthorityError::Internal(format!("password check failed: {e}")))?;
+        match user {
+            Some(user) if matches => {
+                throttle.succeeded(username);
+                m::sign_in("success");
+                tracing::info!(username = ?user.username, "user signed in");
+                Ok(LoginOutcome::SignedIn(SignedIn::from((&user, now))))
+            }
+            _ => {
+                let delay = throttle.failed(username, addr, now);
+                m::sign_in("failure");
+                tracing::debug!(username = ?username, "sign-in failed");
+                if delay > Duration::ZERO {
+                    tokio::time::sleep(delay).await;
+                }
+                Ok(LoginOutcome::Failed)
+            }
+        }
+    }
+
+    /// Whether `username` still has to approve `scope` for `client_id`.
+    pub fn needs_consent(&self, username: &str, client_id: &str, scope: &Scope) -> Result<bool, AuthorityError> {
+        let given = self.inner.users.consent(username, client_id)?;
+        Ok(!given.is_some_and(|c| scope.is_subset_of(&c.scopes)))
+    }
+
+    pub fn remember_consent(
+        &self,
+        username: &str,
+        client_id: &str,
+        scope: &Scope,
+        now: u64,
+    ) -> Result<(), AuthorityError> {
+        Ok(self
+            .inner
+            .users
+            .remember_consent(username, client_id, scope.tokens(), now)?)
+    }
+
+    /// The claims about the user that `access_token` was issued for, by its scopes: `sub`
+    /// always, `name` and `preferred_username` with `profile`, `email` with `email`.
+    pub async fn userinfo(&self, access_token: &str, now: u64) -> Result<UserInfo, AuthorityError> {
+        let Some(digest) = self.presented_digest(access_token) else {
+            return Ok(UserInfo::InvalidToken);
+        };
+        let Some(record) = self.inner.shards.introspect(digest, now).await? else {
+            return Ok(UserInfo::InvalidToken);
+        };
+        let c = &record.claims;
+        let (TokenType::Access, Some(sub), Some(username)) = (c.token_type, &c.sub, &c.username) else {
+            return Ok(UserInfo::InvalidToken);
+        };
+        let scope = Scope::parse(&c.scope)?;
+        if !scope.contains("openid") {
+            return Ok(UserInfo::InsufficientScope);
+        }
+        // A user removed since the token was issued has no claims to give.
+        let Some(user) = self.inner.users.get(username).ok().flatten().filter(|u| &u.sub == sub) else {
+            return Ok(UserInfo::InvalidToken);
+        };
+        let mut claims = json!({ "sub": sub });
+        if scope.contains("profile") {
+            claims["preferred_username"] = json!(user.username);
+            if let Some(name) = &user.name {
+                claims["name"] = json!(name);
+            }
+        }
+        if scope.contains("email") {
+            if let Some(email) = &user.email {
+                claims["email"] = json!(email);
+                // Tessera takes addresses from its administrator and does not verify them.
+                claims["email_verified"] = json!(false);
+            }
+        }
+        Ok(UserInfo::Claims(claims))
+    }
+}

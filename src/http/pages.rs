@@ -1,0 +1,462 @@
+//! The browser-facing endpoints of the code flow: `GET /oauth/authorize`, the login and consent
+//! forms they lead to, and RP-initiated logout.
+//!
+//! Each handler parses the request, checks the session and CSRF token (`session`), asks the
+//! authority, and answers with a page or a redirect. Which failures may redirect and which must
+//! stay on an error page is decided by `oauth::authorize`. Pages are askama templates, escaped
+//! by default; every answer carries `Cache-Control: no-store`, and pages may not be framed.
+
+use actix_web::cookie::Cookie;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::session;
+use super::AppState;
+use crate::authority::{LoginOutcome, SignedIn};
+use crate::oauth::authorize::{error_redirect, redirect_with};
+use crate::oauth::{AuthorizeError, AuthorizeParams, AuthorizeRequest, OAuthError, Prompt};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    client_id: &'a str,
+    username: &'a str,
+    error: Option<String>,
+    csrf: String,
+    hidden: Vec<(&'static str, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    client_id: &'a str,
+    username: &'a str,
+    scopes: Vec<String>,
+    csrf: String,
+    hidden: Vec<(&'static str, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+/// The authorization request's parameters as hidden form fields, so the login and consent
+/// forms carry the request to the next step (where it is validated again).
+fn hidden_fields(p: &AuthorizeParams) -> Vec<(&'static str, String)> {
+    let fields = [
+        ("response_type", &p.response_type),
+        ("client_id", &p.client_id),
+        ("redirect_uri", &p.redirect_uri),
+        ("scope", &p.scope),
+        ("state", &p.state),
+        ("code_challenge", &p.code_challenge),
+        ("code_challenge_method", &p.code_challenge_method),
+        ("nonce", &p.nonce),
+        ("prompt", &p.prompt),
+    ];
+    fields
+        .into_iter()
+        .filter_map(|(name, value)| value.clone().map(|v| (name, v)))
+        .collect()
+}
+
+/// What a scope lets the client do, in words for the consent page.
+fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" => "Confirm who you are (your account identifier)".into(),
+        "profile" => "See your name and username".into(),
+        "email" => "See your email address".into(),
+        "read" => "Read your data".into(),
+        "write" => "Change your data".into(),
+        "offline_access" => "Keep access while you are away".into(),
+        other => format!("Use the “{other}” permission"),
+    }
+}
+
+fn page(status: StatusCode, html: Result<String, askama::Error>, cookies: Vec<Cookie<'static>>) -> HttpResponse {
+    let Ok(html) = html else {
+        tracing::error!("rendering a page failed");
+        return HttpResponse::InternalServerError().finish();
+    };
+    let mut res = HttpResponse::build(status);
+    secure_headers(&mut res);
+    for c in cookies {
+        res.cookie(c);
+    }
+    res.content_type("text/html; charset=utf-8").body(html)
+}
+
+fn secure_headers(res: &mut actix_web::HttpResponseBuilder) {
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ));
+}
+
+pub(super) fn message(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    page(status, MessagePage { title, message }.render(), vec![])
+}
+
+/// `303 See Other` to `location` (after a POST, the browser follows with a GET).
+fn see_other(location: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse {
+    let mut res = HttpResponse::SeeOther();
+    secure_headers(&mut res);
+    for c in cookies {
+        res.cookie(c);
+    }
+    res.insert_header((header::LOCATION, location)).finish()
+}
+
+fn authorize_error(e: AuthorizeError) -> HttpResponse {
+    match e {
+        AuthorizeError::Page(why) => message(StatusCode::BAD_REQUEST, "This sign-in link is not valid", why),
+        AuthorizeError::Redirect {
+            redirect_uri,
+            error,
+            state,
+        } => see_other(&error_redirect(&redirect_uri, &error, state.as_deref()), vec![]),
+    }
+}
+
+fn internal_error() -> HttpResponse {
+    message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The server could not complete the request. Please try again.",
+    )
+}
+
+fn validated(state: &AppState, params: &AuthorizeParams) -> Result<AuthorizeRequest, AuthorizeError> {
+    let client = params
+        .client_id
+        .as_deref()
+        .and_then(|id| state.authority.clients().get(id));
+    params.validate(client.as_deref())
+}
+
+fn login_page(
+    state: &AppState,
+    req: &HttpRequest,
+    status: StatusCode,
+    params: &AuthorizeParams,
+    request: &AuthorizeRequest,
+    username: &str,
+    error: Option<String>,
+) -> HttpResponse {
+    let (seed, cookie) = session::csrf_seed(req);
+    let html = LoginPage {
+        client_id: &request.client_id,
+        username,
+        error,
+        csrf: session::csrf_token(state.authority.key(), &seed),
+        hidden: hidden_fields(params),
+    }
+    .render();
+    page(status, html, cookie.into_iter().collect())
+}
+
+/// `GET /oauth/authorize`.
+pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Ok(params) = serde_urlencoded::from_str::<AuthorizeParams>(req.query_string()) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is not valid",
+            "The authorization request is malformed or repeats a parameter.",
+        );
+    };
+    let now = crate::unix_now();
+    let request = match validated(&state, &params) {
+        Ok(r) => r,
+        Err(e) => return authorize_error(e),
+    };
+    let user = session::current_user(&req, state.authority.key(), now).filter(|_| request.prompt != Prompt::Login);
+    let Some(user) = user else {
+        if request.prompt == Prompt::None {
+            return authorize_error(redirect_error(&request, OAuthError::LoginRequired));
+        }
+        return login_page(&state, &req, StatusCode::OK, &params, &request, "", None);
+    };
+    let needs_consent = match state
+        .authority
+        .needs_consent(&user.username, &request.client_id, &request.scope)
+    {
+        Ok(needs) => needs || request.prompt == Prompt::Consent,
+        Err(e) => {
+            tracing::error!(error = %e, "reading a consent failed");
+            return internal_error();
+        }
+    };
+    if !needs_consent {
+        return code_redirect(&state, &request, &user, now).await;
+    }
+    if request.prompt == Prompt::None {
+        return authorize_error(redirect_error(&request, OAuthError::ConsentRequired));
+    }
+    let (seed, cookie) = session::csrf_seed(&req);
+    let html = ConsentPage {
+        client_id: &request.client_id,
+        username: &user.username,
+        scopes: request.scope.tokens().iter().map(|s| describe_scope(s)).collect(),
+        csrf: session::csrf_token(state.authority.key(), &seed),
+        hidden: hidden_fields(&params),
+    }
+    .render();
+    page(StatusCode::OK, html, cookie.into_iter().collect())
+}
+
+fn redirect_error(request: &AuthorizeRequest, error: OAuthError) -> AuthorizeError {
+    AuthorizeError::Redirect {
+        redirect_uri: request.redirect_uri.clone(),
+        error,
+        state: request.state.clone(),
+    }
+}
+
+/// Issues a code and sends the browser back to the client with it, `state` and `iss`
+/// (RFC 9207, so a client talking to several servers can tell which one answered).
+async fn code_redirect(state: &AppState, request: &AuthorizeRequest, user: &SignedIn, now: u64) -> HttpResponse {
+    match state.authority.issue_code(request, user, now).await {
+        Ok(code) => {
+            let mut params = vec![("code", code.as_str())];
+            if let Some(s) = &request.state {
+                params.push(("state", s));
+            }
+            params.push(("iss", state.authority.issuer()));
+            see_other(&redirect_with(&request.redirect_uri, &params), vec![])
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "issuing an authorization code failed");
+            internal_error()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    csrf: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    #[serde(flatten)]
+    params: AuthorizeParams,
+}
+
+fn expired_form() -> HttpResponse {
+    message(
+        StatusCode::FORBIDDEN,
+        "This form has expired",
+        "Go back, reload the page and try again.",
+    )
+}
+
+fn bad_form() -> HttpResponse {
+    message(
+        StatusCode::BAD_REQUEST,
+        "This form is not valid",
+        "The form was malformed. Go back, reload the page and try again.",
+    )
+}
+
+/// `POST /oauth/login`.
+pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
+        return bad_form();
+    };
+    if !session::csrf_ok(&req, state.authority.key(), form.csrf.as_deref()) {
+        return expired_form();
+    }
+    let request = match validated(&state, &form.params) {
+        Ok(r) => r,
+        Err(e) => return authorize_error(e),
+    };
+    let username = form.username.as_deref().unwrap_or("").trim();
+    let password = form.password.as_deref().unwrap_or("");
+    if username.is_empty() || password.is_empty() || username.len() > 256 || password.len() > 1024 {
+        let error = Some("Enter your username and password.".to_owned());
+        return login_page(
+            &state,
+            &req,
+            StatusCode::BAD_REQUEST,
+            &form.params,
+            &request,
+            username,
+            error,
+        );
+    }
+    let now = crate::unix_now();
+    let addr = req.peer_addr().map(|a| a.ip());
+    match state.authority.sign_in(username, password, addr, now).await {
+        Ok(LoginOutcome::SignedIn(user)) => {
+            let cookie = session::session_cookie(
+                state.authority.key(),
+                &user,
+                now + state.session_ttl,
+                state.secure_cookies,
+            );
+            let mut params = form.params;
+            // The password was just asked: going back to the request must not ask again.
+            if params.prompt.as_deref() == Some("login") {
+                params.prompt = None;
+            }
+            let query = serde_urlencoded::to_string(&params).expect("string fields always encode");
+            see_other(&format!("/oauth/authorize?{query}"), vec![cookie])
+        }
+        Ok(LoginOutcome::Failed) => {
+            let error = Some("The username or password is incorrect.".to_owned());
+            login_page(
+                &state,
+                &req,
+                StatusCode::UNAUTHORIZED,
+                &form.params,
+                &request,
+                username,
+                error,
+            )
+        }
+        Ok(LoginOutcome::Locked { retry_after }) => {
+            let minutes = retry_after.div_ceil(60).max(1);
+            let error = Some(format!(
+                "Too many failed sign-ins. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            ));
+            let mut res = login_page(
+                &state,
+                &req,
+                StatusCode::TOO_MANY_REQUESTS,
+                &form.params,
+                &request,
+                username,
+                error,
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in failed on the server side");
+            internal_error()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    csrf: Option<String>,
+    decision: Option<String>,
+    #[serde(flatten)]
+    params: AuthorizeParams,
+}
+
+/// `POST /oauth/consent`.
+pub async fn consent(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let Ok(form) = serde_urlencoded::from_bytes::<ConsentForm>(&body) else {
+        return bad_form();
+    };
+    if !session::csrf_ok(&req, state.authority.key(), form.csrf.as_deref()) {
+        return expired_form();
+    }
+    let request = match validated(&state, &form.params) {
+        Ok(r) => r,
+        Err(e) => return authorize_error(e),
+    };
+    let now = crate::unix_now();
+    let Some(user) = session::current_user(&req, state.authority.key(), now) else {
+        // The session ended while the page was open: start the request again.
+        let query = serde_urlencoded::to_string(&form.params).expect("string fields always encode");
+        return see_other(&format!("/oauth/authorize?{query}"), vec![]);
+    };
+    match form.decision.as_deref() {
+        Some("allow") => {
+            if let Err(e) = state
+                .authority
+                .remember_consent(&user.username, &request.client_id, &request.scope, now)
+            {
+                tracing::error!(error = %e, "storing a consent failed");
+                return internal_error();
+            }
+            code_redirect(&state, &request, &user, now).await
+        }
+        Some("deny") => authorize_error(redirect_error(&request, OAuthError::AccessDenied)),
+        _ => bad_form(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LogoutParams {
+    id_token_hint: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    client_id: Option<String>,
+}
+
+/// `GET /oauth/logout` (OpenID Connect RP-Initiated Logout 1.0 §2). Ends the browser's session.
+/// A `post_logout_redirect_uri` is followed only if it is registered, by exact match, for the
+/// client named by the ID token hint (or by `client_id`, which must then agree with it).
+pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Ok(p) = serde_urlencoded::from_str::<LogoutParams>(req.query_string()) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Sign-out failed",
+            "The sign-out request is malformed.",
+        );
+    };
+    let hinted_client = match p.id_token_hint.as_deref() {
+        Some(hint) => match state.authority.verify_id_token(hint) {
+            Some(claims) => claims.get("aud").and_then(|a| a.as_str()).map(str::to_owned),
+            None => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "Sign-out failed",
+                    "The ID token hint was not issued by this server.",
+                )
+            }
+        },
+        None => None,
+    };
+    let client_id = match (hinted_client, p.client_id) {
+        (Some(a), Some(b)) if a != b => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Sign-out failed",
+                "The client does not match the ID token hint.",
+            )
+        }
+        (a, b) => a.or(b),
+    };
+    let cleared = session::cleared_session(state.secure_cookies);
+    let Some(uri) = p.post_logout_redirect_uri else {
+        return page(
+            StatusCode::OK,
+            MessagePage {
+                title: "You are signed out",
+                message: "You can close this window.",
+            }
+            .render(),
+            vec![cleared],
+        );
+    };
+    let registered = client_id
+        .and_then(|id| state.authority.clients().get(&id))
+        .is_some_and(|c| c.post_logout_redirect_uris.contains(&uri));
+    if !registered {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Sign-out failed",
+            "The address to return to is not registered for this client.",
+        );
+    }
+    let location = match p.state.as_deref() {
+        Some(s) => redirect_with(&uri, &[("state", s)]),
+        None => uri,
+    };
+    see_other(&location, vec![cleared])
+}

@@ -1,0 +1,177 @@
+//! The browser side of sign-in: the session cookie and CSRF tokens.
+//!
+//! The session is a signed cookie, not server state: `v1.<payload>.<tag>`, where the payload
+//! (base64url JSON) names the user, their subject, when they authenticated and when the session
+//! ends, and the tag is an HMAC under the server key. Nothing in it is secret, and nothing in it
+//! can be changed without the key. It is `HttpOnly` and `SameSite=Lax`, and `Secure` when the
+//! issuer is https. Signing out clears it in the browser.
+//!
+//! CSRF protection is a double submit bound to the key: a random `tessera_csrf` cookie, and in
+//! every form the HMAC of that cookie's value. A cross-site page can make the browser send the
+//! cookie, but cannot read it, so it cannot compute the form field.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::HttpRequest;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::authority::SignedIn;
+use crate::crypto::{random_string, tags_match, ServerKey};
+
+pub const SESSION_COOKIE: &str = "tessera_session";
+pub const CSRF_COOKIE: &str = "tessera_csrf";
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    /// Username.
+    u: String,
+    /// Subject.
+    s: String,
+    /// Authentication time.
+    t: u64,
+    /// Expiry.
+    e: u64,
+}
+
+fn tag(key: &ServerKey, payload: &str) -> String {
+    URL_SAFE_NO_PAD.encode(key.tag("session", payload.as_bytes()))
+}
+
+/// The cookie for a fresh sign-in, valid until `expires`.
+pub fn session_cookie(key: &ServerKey, user: &SignedIn, expires: u64, secure: bool) -> Cookie<'static> {
+    let payload = Payload {
+        u: user.username.clone(),
+        s: user.sub.clone(),
+        t: user.auth_time,
+        e: expires,
+    };
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).expect("serialising a plain struct"));
+    let value = format!("v1.{}.{}", payload, tag(key, &payload));
+    let max_age = expires.saturating_sub(user.auth_time).min(i64::MAX as u64) as i64;
+    base_cookie(SESSION_COOKIE, value, secure)
+        .max_age(CookieDuration::seconds(max_age))
+        .finish()
+}
+
+/// A cookie that removes the session.
+pub fn cleared_session(secure: bool) -> Cookie<'static> {
+    base_cookie(SESSION_COOKIE, String::new(), secure)
+        .max_age(CookieDuration::ZERO)
+        .finish()
+}
+
+fn base_cookie(name: &'static str, value: String, secure: bool) -> actix_web::cookie::CookieBuilder<'static> {
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+}
+
+/// The signed-in user of `req`, if its session cookie is intact and unexpired at `now`.
+pub fn current_user(req: &HttpRequest, key: &ServerKey, now: u64) -> Option<SignedIn> {
+    let cookie = req.cookie(SESSION_COOKIE)?;
+    let rest = cookie.value().strip_prefix("v1.")?;
+    let (payload, given) = rest.split_once('.')?;
+    if !tags_match(tag(key, payload).as_bytes(), given.as_bytes()) {
+        return None;
+    }
+    let p: Payload = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    (now < p.e).then_some(SignedIn {
+        username: p.u,
+        sub: p.s,
+        auth_time: p.t,
+    })
+}
+
+/// This request's CSRF cookie value, or a new one (to be set on the response) if it has none.
+pub fn csrf_seed(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
+    match req.cookie(CSRF_COOKIE).filter(|c| c.value().len() >= 16) {
+        Some(c) => (c.value().to_owned(), None),
+        None => {
+            let seed = random_string("", 16);
+            let cookie = base_cookie(CSRF_COOKIE, seed.clone(), false).finish();
+            (seed, Some(cookie))
+        }
+    }
+}
+
+/// The form field that proves a form came from a page of ours: the HMAC of the CSRF cookie.
+pub fn csrf_token(key: &ServerKey, seed: &str) -> String {
+    URL_SAFE_NO_PAD.encode(key.tag("csrf", seed.as_bytes()))
+}
+
+/// Whether `submitted` is the CSRF token for this request's CSRF cookie.
+pub fn csrf_ok(req: &HttpRequest, key: &ServerKey, submitted: Option<&str>) -> bool {
+    match (req.cookie(CSRF_COOKIE), submitted) {
+        (Some(seed), Some(submitted)) => tags_match(csrf_token(key, seed.value()).as_bytes(), submitted.as_bytes()),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn key() -> ServerKey {
+        ServerKey::from_bytes(&[8; 32]).unwrap()
+    }
+
+    fn alice() -> SignedIn {
+        SignedIn {
+            username: "alice".into(),
+            sub: "s-1".into(),
+            auth_time: 100,
+        }
+    }
+
+    #[test]
+    fn a_session_round_trips_until_it_expires() {
+        let c = session_cookie(&key(), &alice(), 200, true);
+        assert!(c.http_only().unwrap() && c.secure().unwrap());
+        assert_eq!(c.same_site(), Some(SameSite::Lax));
+        let req = TestRequest::default().cookie(c.clone()).to_http_request();
+        let user = current_user(&req, &key(), 150).unwrap();
+        assert_eq!(
+            (user.username.as_str(), user.sub.as_str(), user.auth_time),
+            ("alice", "s-1", 100)
+        );
+        assert!(current_user(&req, &key(), 200).is_none(), "expired");
+        let other_key = ServerKey::from_bytes(&[9; 32]).unwrap();
+        assert!(current_user(&req, &other_key, 150).is_none());
+    }
+
+    #[test]
+    fn a_changed_session_is_refused() {
+        let c = session_cookie(&key(), &alice(), 200, false);
+        let (head, tag) = c.value().rsplit_once('.').unwrap();
+        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"u":"admin","s":"s-0","t":100,"e":999}"#);
+        for value in [
+            format!("v1.{forged_payload}.{tag}"),
+            format!("{head}.{}", "A".repeat(tag.len())),
+            format!("v2.{}", &c.value()[3..]),
+            "garbage".to_owned(),
+        ] {
+            let req = TestRequest::default()
+                .cookie(Cookie::new(SESSION_COOKIE, value.clone()))
+                .to_http_request();
+            assert!(current_user(&req, &key(), 150).is_none(), "{value}");
+        }
+    }
+
+    #[test]
+    fn csrf_tokens_bind_to_the_cookie() {
+        let fresh = TestRequest::default().to_http_request();
+        let (seed, cookie) = csrf_seed(&fresh);
+        let cookie = cookie.expect("a request without the cookie gets one");
+        let token = csrf_token(&key(), &seed);
+        let req = TestRequest::default().cookie(cookie).to_http_request();
+        assert_eq!(csrf_seed(&req).0, seed, "an existing cookie is kept");
+        assert!(csrf_ok(&req, &key(), Some(&token)));
+        assert!(!csrf_ok(&req, &key(), Some("forged")));
+        assert!(!csrf_ok(&req, &key(), None));
+        assert!(!csrf_ok(&fresh, &key(), Some(&token)), "no cookie, no pass");
+    }
+}
