@@ -125,6 +125,11 @@ impl<'a> Browser<'a> {
     /// From an authorization request with `query`, signs in as alice if asked and approves
     /// consent if asked; returns the final redirect's query parameters (code, state, iss).
     pub async fn approve(&mut self, query: &str) -> HashMap<String, String> {
+        self.approve_as(query, "alice", "wonderland-42").await
+    }
+
+    /// [`Browser::approve`] as another user.
+    pub async fn approve_as(&mut self, query: &str, username: &str, password: &str) -> HashMap<String, String> {
         let mut reply = self.get(&format!("/oauth/authorize?{query}")).await;
         for _ in 0..4 {
             if reply.status == StatusCode::SEE_OTHER {
@@ -136,7 +141,7 @@ impl<'a> Browser<'a> {
             } else {
                 assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
                 reply = if reply.text.contains("name=\"password\"") {
-                    self.submit(&reply, &[("username", "alice"), ("password", "wonderland-42")])
+                    self.submit(&reply, &[("username", username), ("password", password)])
                         .await
                 } else {
                     assert!(reply.text.contains("Allow"), "{}", reply.text);

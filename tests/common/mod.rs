@@ -17,14 +17,13 @@ client_secret = "demo-secret"
 redirect_uris = ["http://127.0.0.1:3001/callback"]
 grant_types = ["authorization_code", "refresh_token", "client_credentials"]
 scopes = ["openid", "profile", "email", "read", "write", "offline_access"]
+post_logout_redirect_uris = ["http://127.0.0.1:3001/"]
 
 [[clients]]
 client_id = "api-server"
 client_secret = "api-secret"
 grant_types = []
 scopes = []
-
-post_logout_redirect_uris = ["http://127.0.0.1:3001/"]
 
 [[clients]]
 client_id = "other-client"
