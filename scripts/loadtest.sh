@@ -3,24 +3,31 @@
 # and a JSON summary in loadtest-results/.
 #
 #   scripts/loadtest.sh SCENARIO [RUN_TIME=60s] [USERS=64] [-- more goose flags]
-#   SCENARIO: introspect-storm | issue | mixed
+#   SCENARIO: introspect-storm | issue | mixed | code-flow
+#
+# code-flow: each iteration is one full sign-in of a fresh browser session (authorize, login,
+# consent when asked, code exchange with PKCE, one refresh); each user signs in as its own
+# account loadtest-user-N, so USERS should not exceed LOADTEST_USERS. Logins per second are the
+# rate of its "token: code" requests.
 #
 # Tessera must be running, for example with the README's first command. Environment:
 #   LOADTEST_HOST (http://127.0.0.1:4000), LOADTEST_DATA_DIR (./data: its admin.json lets the
-#   campaign register resource-server clients), LOADTEST_POOL (100000), LOADTEST_REVOKED_PERCENT
-#   (5), LOADTEST_UNKNOWN_PERCENT (5), LOADTEST_RESOURCE_SERVERS (8), LOADTEST_CLIENT
-#   (demo-client:demo-secret). Each run is bounded by RUN_TIME; the pool is prepared first.
+#   campaign register resource-server clients and create accounts), LOADTEST_POOL (100000),
+#   LOADTEST_REVOKED_PERCENT (5), LOADTEST_UNKNOWN_PERCENT (5), LOADTEST_RESOURCE_SERVERS (8),
+#   LOADTEST_USERS (64: code-flow accounts, recreated at every run), LOADTEST_CLIENT
+#   (demo-client:demo-secret). Each run is bounded by RUN_TIME; the pool or the accounts are
+#   prepared first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenario=${1:?usage: scripts/loadtest.sh introspect-storm|issue|mixed [RUN_TIME] [USERS]}
+scenario=${1:?usage: scripts/loadtest.sh introspect-storm|issue|mixed|code-flow [RUN_TIME] [USERS]}
 run_time=${2:-60s}
 users=${3:-64}
 shift $(( $# < 3 ? $# : 3 ))
 [[ ${1:-} == -- ]] && shift
 case $scenario in
-  introspect-storm|issue|mixed) ;;
-  *) echo "unknown scenario $scenario: introspect-storm, issue or mixed" >&2; exit 2 ;;
+  introspect-storm|issue|mixed|code-flow) ;;
+  *) echo "unknown scenario $scenario: introspect-storm, issue, mixed or code-flow" >&2; exit 2 ;;
 esac
 host=${LOADTEST_HOST:-http://127.0.0.1:4000}
 case $host in

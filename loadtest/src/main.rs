@@ -8,11 +8,17 @@
 //! - `issue`: client-credentials issuance.
 //! - `mixed`: 95% introspection, 4% issuance, 1% revocation (of a token the user issued itself,
 //!   so the pool's expected answers stay true).
+//! - `code-flow`: every iteration is one full sign-in by a fresh browser session (authorize,
+//!   login, consent when asked, code exchange with PKCE, one refresh), each step a named
+//!   request; every user signs in as its own account `loadtest-user-N`. Consent is remembered
+//!   after an account's first login, so later ones skip the page. See `code_flow`.
 //!
-//! The pool (default 100,000 tokens) is issued over HTTP before the clock starts. Settings goose
+//! The pool (default 100,000 tokens) is issued over HTTP before the clock starts, and the
+//! `code-flow` accounts (default 64) are created through the admin API then too. Settings goose
 //! does not own come from `LOADTEST_*` variables (see `pool::Settings`). `scripts/loadtest.sh`
 //! runs a campaign with the defaults and keeps goose's HTML report and a JSON summary.
 
+mod code_flow;
 mod pool;
 
 use std::sync::OnceLock;
@@ -20,6 +26,7 @@ use std::sync::OnceLock;
 use goose::goose::GooseResponse;
 use goose::prelude::*;
 
+use code_flow::{code_flow, no_redirects};
 use pool::{Client, Expect, Pool, Settings};
 
 static POOL: OnceLock<Pool> = OnceLock::new();
@@ -28,7 +35,7 @@ static POOL: OnceLock<Pool> = OnceLock::new();
 #[derive(Clone)]
 struct Issued(Vec<String>);
 
-fn pool() -> &'static Pool {
+pub(crate) fn pool() -> &'static Pool {
     POOL.get().expect("the pool is prepared before goose starts")
 }
 
@@ -139,17 +146,26 @@ fn host_from_args(args: &[String]) -> String {
     "http://127.0.0.1:4000".to_owned()
 }
 
-/// Whether the selected scenarios introspect, and so need the pool.
-fn needs_pool(args: &[String]) -> bool {
-    let selected = args
-        .iter()
+/// The value of `--scenarios`, if given.
+fn selected_scenarios(args: &[String]) -> Option<&str> {
+    args.iter()
         .position(|a| a == "--scenarios")
         .and_then(|i| args.get(i + 1))
-        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--scenarios=").map(|_| a)));
-    match selected {
+        .map(String::as_str)
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--scenarios=")))
+}
+
+/// Whether the selected scenarios introspect, and so need the pool.
+fn needs_pool(args: &[String]) -> bool {
+    match selected_scenarios(args) {
         Some(s) => s.contains("introspect") || s.contains("mixed"),
         None => true,
     }
+}
+
+/// Whether the selected scenarios sign in, and so need the accounts.
+fn needs_accounts(args: &[String]) -> bool {
+    selected_scenarios(args).is_none_or(|s| s.contains("codeflow"))
 }
 
 #[tokio::main]
@@ -169,6 +185,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Pool::issuance_only(&settings)
         };
         POOL.set(pool).ok().expect("prepared once");
+        if needs_accounts(&args) {
+            code_flow::set_accounts(pool::prepare_accounts(&settings).await?);
+        }
     }
 
     GooseAttack::initialize()?
@@ -180,12 +199,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .register_transaction(transaction!(issue_and_keep).set_weight(4)?)
                 .register_transaction(transaction!(revoke_own).set_weight(1)?),
         )
+        .register_scenario(
+            scenario!("code-flow")
+                .register_transaction(transaction!(no_redirects).set_on_start())
+                .register_transaction(transaction!(code_flow)),
+        )
         .set_default(GooseDefault::Host, "http://127.0.0.1:4000")?
         .set_default(GooseDefault::Users, 64)?
         .set_default(GooseDefault::IncreaseRate, "64")?
         .set_default(GooseDefault::RunTime, 60)?
         .execute()
         .await?;
+    if let Some((logins, consent_pages)) = code_flow::summary() {
+        // Goose resets its metrics once every user is launched; these count the ramp-up too,
+        // where each account's first login (the one that shows the consent page) usually falls.
+        eprintln!(
+            "code-flow (ramp-up included): {logins} logins got their tokens, {consent_pages} through the consent page"
+        );
+    }
     Ok(())
 }
 
@@ -211,5 +242,14 @@ mod tests {
         assert!(needs_pool(&args("lt --scenarios introspectstorm")));
         assert!(needs_pool(&args("lt --scenarios=mixed")));
         assert!(!needs_pool(&args("lt --scenarios issue")));
+        assert!(!needs_pool(&args("lt --scenarios codeflow")));
+    }
+
+    #[test]
+    fn only_signing_in_scenarios_prepare_accounts() {
+        assert!(needs_accounts(&args("lt")));
+        assert!(needs_accounts(&args("lt --scenarios codeflow")));
+        assert!(needs_accounts(&args("lt --scenarios=codeflow")));
+        assert!(!needs_accounts(&args("lt --scenarios mixed")));
     }
 }

@@ -1,9 +1,11 @@
 //! What the campaigns need before the clock starts: resource-server clients to introspect as,
-//! and a pool of tokens (live, revoked, and never issued) to introspect.
+//! a pool of tokens (live, revoked, and never issued) to introspect, and user accounts to sign
+//! in as.
 //!
 //! Everything here goes through Tessera's public HTTP surface, so the campaigns run against any
 //! running Tessera: the token endpoint issues the pool, the revocation endpoint revokes a share,
-//! and the admin API (credential from `<data_dir>/admin.json`) registers the resource servers.
+//! and the admin API (credential from `<data_dir>/admin.json`) registers the resource servers
+//! and creates the accounts.
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +34,22 @@ impl Client {
     }
 }
 
-/// Settings that goose's command line does not own, from `LOADTEST_*` variables.
+/// Settings that goose's command line does not own, from `LOADTEST_*` variables:
+///
+/// - `LOADTEST_POOL` (100000): tokens issued before the clock starts, for introspection;
+/// - `LOADTEST_REVOKED_PERCENT` (5), `LOADTEST_UNKNOWN_PERCENT` (5): shares of introspections
+///   of revoked and of never-issued tokens;
+/// - `LOADTEST_RESOURCE_SERVERS` (8): introspecting clients registered through the admin API;
+/// - `LOADTEST_USERS` (64): accounts `loadtest-user-1..N` (password `loadtest-password`) that
+///   the `code-flow` scenario signs in as, recreated through the admin API before the clock
+///   starts; goose user `i` signs in as account `i mod N + 1`;
+/// - `LOADTEST_DATA_DIR` (./data): where the running server's `admin.json` is;
+/// - `LOADTEST_CLIENT` (demo-client:demo-secret): the client that issues tokens, and that the
+///   `code-flow` scenario signs in to (it needs the `authorization_code`, `refresh_token` and
+///   `client_credentials` grants, the scopes `openid profile read`, and the redirect URI
+///   `http://127.0.0.1:3001/callback`);
+/// - `LOADTEST_RESOURCE_SERVER` (api-server:api-secret): the resource server introspected as
+///   when there is no admin credential.
 #[derive(Debug)]
 pub struct Settings {
     pub host: String,
@@ -40,6 +57,8 @@ pub struct Settings {
     pub revoked_percent: u32,
     pub unknown_percent: u32,
     pub resource_servers: usize,
+    /// Accounts the `code-flow` scenario signs in as.
+    pub users: usize,
     pub data_dir: String,
     /// The client that issues tokens (needs the client_credentials grant and the `read` scope).
     pub issuer_client: Client,
@@ -65,13 +84,14 @@ impl Settings {
             revoked_percent: var("LOADTEST_REVOKED_PERCENT", 5)?,
             unknown_percent: var("LOADTEST_UNKNOWN_PERCENT", 5)?,
             resource_servers: var("LOADTEST_RESOURCE_SERVERS", 8)?,
+            users: var("LOADTEST_USERS", 64)?,
             data_dir: var("LOADTEST_DATA_DIR", "./data".to_owned())?,
             issuer_client: client("LOADTEST_CLIENT", "demo-client:demo-secret")?,
             fallback_resource_server: client("LOADTEST_RESOURCE_SERVER", "api-server:api-secret")?,
         };
-        if s.pool == 0 || s.revoked_percent + s.unknown_percent >= 100 || s.resource_servers == 0 {
+        if s.pool == 0 || s.revoked_percent + s.unknown_percent >= 100 || s.resource_servers == 0 || s.users == 0 {
             return Err(
-                "LOADTEST_POOL and LOADTEST_RESOURCE_SERVERS must be positive, and revoked plus unknown under 100%"
+                "LOADTEST_POOL, LOADTEST_RESOURCE_SERVERS and LOADTEST_USERS must be positive, and revoked plus unknown under 100%"
                     .into(),
             );
         }
@@ -191,16 +211,24 @@ struct AdminFile {
     token: String,
 }
 
+/// The running server's admin URL and credential, from `<data_dir>/admin.json`; or, when it
+/// cannot be read (another machine, another data dir), where it was looked for.
+fn read_admin(settings: &Settings) -> Result<AdminFile, String> {
+    let path = std::path::Path::new(&settings.data_dir).join("admin.json");
+    match std::fs::read_to_string(&path).map(|s| serde_json::from_str(&s)) {
+        Ok(Ok(admin)) => Ok(admin),
+        _ => Err(path.display().to_string()),
+    }
+}
+
 /// Registers `loadtest-rs-N` clients through the admin API, or falls back to the one configured
 /// resource server when the admin file cannot be read (another machine, another data dir).
 async fn register_resource_servers(http: &reqwest::Client, settings: &Settings) -> Result<Vec<Client>, String> {
-    let path = std::path::Path::new(&settings.data_dir).join("admin.json");
-    let admin: AdminFile = match std::fs::read_to_string(&path).map(|s| serde_json::from_str(&s)) {
-        Ok(Ok(admin)) => admin,
-        _ => {
+    let admin = match read_admin(settings) {
+        Ok(admin) => admin,
+        Err(path) => {
             eprintln!(
-                "no admin credential at {}: every user introspects as {}",
-                path.display(),
+                "no admin credential at {path}: every user introspects as {}",
                 settings.fallback_resource_server.id
             );
             return Ok(vec![settings.fallback_resource_server.clone()]);
@@ -235,6 +263,79 @@ async fn register_resource_servers(http: &reqwest::Client, settings: &Settings) 
         clients.push(client);
     }
     Ok(clients)
+}
+
+/// The password of every `code-flow` account.
+pub const ACCOUNT_PASSWORD: &str = "loadtest-password";
+
+/// The username of the `code-flow` account `n` (from 1).
+pub fn account_name(n: usize) -> String {
+    format!("loadtest-user-{n}")
+}
+
+/// Accounts created through the admin API at the same time (each costs the server a password
+/// hash).
+const ACCOUNT_CONCURRENCY: usize = 4;
+
+/// Creates the `code-flow` accounts `loadtest-user-1..=settings.users` through the admin API and
+/// returns their usernames. An account left by an earlier campaign is removed first, which
+/// also forgets its consents: every campaign starts with no consent given, so each account's
+/// first login shows the consent page and later ones do not.
+pub async fn prepare_accounts(settings: &Settings) -> Result<Vec<String>, String> {
+    let admin = read_admin(settings).map_err(|path| {
+        format!(
+            "the code-flow scenario creates its accounts through the admin API, and there is no admin credential at {path} (set LOADTEST_DATA_DIR)"
+        )
+    })?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let names: Vec<String> = (1..=settings.users).map(account_name).collect();
+    stream::iter(names.iter())
+        .map(|name| create_account(&http, &admin, name))
+        .buffer_unordered(ACCOUNT_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    eprintln!(
+        "created {} accounts (loadtest-user-1..{}) in {:.1} s",
+        names.len(),
+        names.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(names)
+}
+
+async fn create_account(http: &reqwest::Client, admin: &AdminFile, username: &str) -> Result<(), String> {
+    let res = http
+        .delete(format!("{}/admin/users/{username}", admin.url))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .map_err(|e| format!("removing {username}: {e}"))?;
+    if !(res.status().is_success() || res.status() == reqwest::StatusCode::NOT_FOUND) {
+        return Err(format!("removing {username}: HTTP {}", res.status()));
+    }
+    let body = serde_json::json!({
+        "username": username,
+        "password": ACCOUNT_PASSWORD,
+        "email": null,
+        "name": null,
+    });
+    let res = http
+        .post(format!("{}/admin/users", admin.url))
+        .bearer_auth(&admin.token)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("creating {username}: {e}"))?;
+    if !res.status().is_success() {
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        return Err(format!("creating {username}: HTTP {status} {text}"));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
