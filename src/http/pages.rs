@@ -265,17 +265,29 @@ fn bad_form() -> HttpResponse {
     )
 }
 
+/// What every form post checks first: the CSRF token, then the authorization request the form
+/// carries, validated again (the client may have changed since the page was shown). `Err` is
+/// the answer to send instead.
+fn checked(
+    state: &AppState,
+    req: &HttpRequest,
+    csrf: Option<&str>,
+    params: &AuthorizeParams,
+) -> Result<AuthorizeRequest, HttpResponse> {
+    if !session::csrf_ok(req, state.authority.key(), csrf) {
+        return Err(expired_form());
+    }
+    validated(state, params).map_err(authorize_error)
+}
+
 /// `POST /oauth/login`.
 pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
         return bad_form();
     };
-    if !session::csrf_ok(&req, state.authority.key(), form.csrf.as_deref()) {
-        return expired_form();
-    }
-    let request = match validated(&state, &form.params) {
+    let request = match checked(&state, &req, form.csrf.as_deref(), &form.params) {
         Ok(r) => r,
-        Err(e) => return authorize_error(e),
+        Err(answer) => return answer,
     };
     let username = form.username.as_deref().unwrap_or("").trim();
     let password = form.password.as_deref().unwrap_or("");
@@ -361,12 +373,9 @@ pub async fn consent(state: web::Data<AppState>, req: HttpRequest, body: web::By
     let Ok(form) = serde_urlencoded::from_bytes::<ConsentForm>(&body) else {
         return bad_form();
     };
-    if !session::csrf_ok(&req, state.authority.key(), form.csrf.as_deref()) {
-        return expired_form();
-    }
-    let request = match validated(&state, &form.params) {
+    let request = match checked(&state, &req, form.csrf.as_deref(), &form.params) {
         Ok(r) => r,
-        Err(e) => return authorize_error(e),
+        Err(answer) => return answer,
     };
     let now = crate::unix_now();
     let Some(user) = session::current_user(&req, state.authority.key(), now) else {
