@@ -370,24 +370,11 @@ pub async fn code_flow(user: &mut GooseUser) -> TransactionResult {
         ("redirect_uri", REDIRECT_URI),
         ("code_verifier", verifier.as_str()),
     ];
-    let (mut request, reply) = step(
-        user,
-        GooseMethod::Post,
-        "/oauth/token",
-        "token: code",
-        200,
-        &jar,
-        Body::ClientForm(client, &form),
-    )
-    .await?;
-    let Some(reply) = reply else { return Ok(()) };
-    if reply.status != 200 {
-        return fail(user, &mut request, "expected tokens", &reply);
-    }
-    let refresh_token = match token_fields(&reply.body, &["access_token", "refresh_token", "id_token"]) {
-        Ok(fields) => fields[1].clone(),
-        Err(missing) => return fail(user, &mut request, &format!("no {missing}"), &reply),
+    let fields = ["access_token", "refresh_token", "id_token"];
+    let Some(tokens) = token_request(user, "token: code", &jar, client, &form, &fields).await? else {
+        return Ok(());
     };
+    let refresh_token = tokens[1].clone();
     LOGINS.fetch_add(1, Ordering::Relaxed);
 
     // 5. One refresh: new tokens, and a new refresh token.
@@ -395,24 +382,63 @@ pub async fn code_flow(user: &mut GooseUser) -> TransactionResult {
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.as_str()),
     ];
+    let fields = ["access_token", "refresh_token"];
+    let Some(tokens) = token_request(user, "token: refresh", &jar, client, &form, &fields).await? else {
+        return Ok(());
+    };
+    if tokens[1] == refresh_token {
+        // The request was a success as far as HTTP goes; the rotation is what failed.
+        let (mut request, reply) = (tokens.request, tokens.reply);
+        return fail(user, &mut request, "the refresh token did not rotate", &reply);
+    }
+    Ok(())
+}
+
+/// The token fields of a successful token response, with the request and reply they came in.
+struct Tokens {
+    values: Vec<String>,
+    request: GooseRequestMetric,
+    reply: Reply,
+}
+
+impl std::ops::Index<usize> for Tokens {
+    type Output = String;
+    fn index(&self, i: usize) -> &String {
+        &self.values[i]
+    }
+}
+
+/// POSTs `form` to the token endpoint as `client` and reads `fields` from a 200 answer. `None`
+/// when the request failed; the failure is already recorded.
+async fn token_request(
+    user: &mut GooseUser,
+    name: &'static str,
+    jar: &Jar,
+    client: &Client,
+    form: &[(&str, &str)],
+    fields: &[&'static str],
+) -> Result<Option<Tokens>, Box<TransactionError>> {
     let (mut request, reply) = step(
         user,
         GooseMethod::Post,
         "/oauth/token",
-        "token: refresh",
+        name,
         200,
-        &jar,
-        Body::ClientForm(client, &form),
+        jar,
+        Body::ClientForm(client, form),
     )
     .await?;
-    let Some(reply) = reply else { return Ok(()) };
+    let Some(reply) = reply else { return Ok(None) };
     if reply.status != 200 {
-        return fail(user, &mut request, "expected tokens", &reply);
+        fail(user, &mut request, "expected tokens", &reply)?;
+        return Ok(None);
     }
-    match token_fields(&reply.body, &["access_token", "refresh_token"]) {
-        Ok(fields) if fields[1] != refresh_token => Ok(()),
-        Ok(_) => fail(user, &mut request, "the refresh token did not rotate", &reply),
-        Err(missing) => fail(user, &mut request, &format!("no {missing}"), &reply),
+    match token_fields(&reply.body, fields) {
+        Ok(values) => Ok(Some(Tokens { values, request, reply })),
+        Err(missing) => {
+            fail(user, &mut request, &format!("no {missing}"), &reply)?;
+            Ok(None)
+        }
     }
 }
 
