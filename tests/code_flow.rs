@@ -14,17 +14,7 @@ use serde_json::Value;
 const DEMO: Option<(&str, &str)> = Some(("demo-client", "demo-secret"));
 
 async fn exchange(s: &TestServer, code: &str, verifier: &str) -> common::Reply {
-    s.post_form(
-        "/oauth/token",
-        DEMO,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await
+    s.exchange_code(code, verifier).await
 }
 
 async fn refresh(s: &TestServer, token: &str, scope: Option<&str>) -> common::Reply {

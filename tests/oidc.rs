@@ -14,23 +14,10 @@ use common::browser::{authorize_query, query_of, Browser, REDIRECT, VERIFIER};
 use common::{client, Reply, TestServer};
 use serde_json::{json, Value};
 
-const DEMO: Option<(&str, &str)> = Some(("demo-client", "demo-secret"));
-
 /// Signs in (as `user`), approves `scope`, exchanges the code; returns the token response.
 async fn tokens_as(s: &TestServer, b: &mut Browser<'_>, scope: &str, user: (&str, &str)) -> Value {
     let code = b.approve_as(&authorize_query(scope, &[]), user.0, user.1).await["code"].clone();
-    let r = s
-        .post_form(
-            "/oauth/token",
-            DEMO,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", VERIFIER),
-            ],
-        )
-        .await;
+    let r = s.exchange_code(&code, VERIFIER).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.json
 }

@@ -273,11 +273,11 @@ fn checked(
     req: &HttpRequest,
     csrf: Option<&str>,
     params: &AuthorizeParams,
-) -> Result<AuthorizeRequest, HttpResponse> {
+) -> Result<AuthorizeRequest, Box<HttpResponse>> {
     if !session::csrf_ok(req, state.authority.key(), csrf) {
-        return Err(expired_form());
+        return Err(Box::new(expired_form()));
     }
-    validated(state, params).map_err(authorize_error)
+    validated(state, params).map_err(|e| Box::new(authorize_error(e)))
 }
 
 /// `POST /oauth/login`.
@@ -287,7 +287,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     };
     let request = match checked(&state, &req, form.csrf.as_deref(), &form.params) {
         Ok(r) => r,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let username = form.username.as_deref().unwrap_or("").trim();
     let password = form.password.as_deref().unwrap_or("");
@@ -375,7 +375,7 @@ pub async fn consent(state: web::Data<AppState>, req: HttpRequest, body: web::By
     };
     let request = match checked(&state, &req, form.csrf.as_deref(), &form.params) {
         Ok(r) => r,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let now = crate::unix_now();
     let Some(user) = session::current_user(&req, state.authority.key(), now) else {

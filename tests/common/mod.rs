@@ -63,17 +63,7 @@ pub async fn exercise_every_metric(s: &TestServer) -> String {
     let mut b = browser::Browser::new(s);
     let code = b.approve(&browser::authorize_query("openid", &[])).await["code"].clone();
     for _ in 0..2 {
-        s.post_form(
-            "/oauth/token",
-            Some(("demo-client", "demo-secret")),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", browser::REDIRECT),
-                ("code_verifier", browser::VERIFIER),
-            ],
-        )
-        .await;
+        s.exchange_code(&code, browser::VERIFIER).await;
     }
     actix_rt::time::sleep(Duration::from_millis(2500)).await; // let the sweeper run
     s.get("/oauth/token").await; // 405 from the resource's default service
@@ -144,6 +134,21 @@ impl TestServer {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         r.json["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Exchanges an authorization code as demo-client, for the browser module's redirect URI.
+    pub async fn exchange_code(&self, code: &str, verifier: &str) -> Reply {
+        self.post_form(
+            "/oauth/token",
+            Some(("demo-client", "demo-secret")),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", browser::REDIRECT),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
     }
 
     /// Introspects as the api-server resource server.
