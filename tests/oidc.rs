@@ -279,12 +279,25 @@ async fn the_cli_manages_users_while_the_server_runs_and_after() {
     let access = t["access_token"].as_str().unwrap().to_owned();
     assert_eq!(userinfo(&s, Some(&access)).await.json["email"], "carol@example.com");
 
+    let again = format!("/oauth/authorize?{}", authorize_query("openid", &[]));
+    let before = b.get(&again).await;
+    assert_eq!(
+        before.status,
+        StatusCode::SEE_OTHER,
+        "signed in and consented: {}",
+        before.text
+    );
     ok(&tessera(
         &config,
         &["user", "passwd", "carol", "--password", "carol-password-2"],
         None,
     )
     .await);
+    let after = b.get(&again).await;
+    assert!(
+        after.status == StatusCode::OK && after.text.contains("Sign in"),
+        "a new password ends the sessions opened with the old one"
+    );
     let mut fresh = Browser::new(&s);
     let login = fresh
         .get(&format!("/oauth/authorize?{}", authorize_query("openid", &[])))

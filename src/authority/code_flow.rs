@@ -15,24 +15,17 @@ use crate::actors::{IssueCode, RedeemCode, RotateRefresh, Rotation};
 use crate::crypto::{mint_token, TokenDigest, TokenKind};
 use crate::metrics as m;
 use crate::oauth::{pkce, AuthorizeRequest, GrantType, OAuthError, Scope};
-use crate::store::{ClientRecord, CodeRecord, Redeem, TokenClaims, TokenRecord, TokenType, UserRecord};
+use crate::store::{ClientRecord, CodeRecord, Redeem, TokenClaims, TokenRecord, TokenType};
 
-/// Who approved an authorization request, and when they authenticated.
+/// Who approved an authorization request, and when they authenticated. `epoch` names the
+/// password they signed in with (see `Authority::session_epoch`), so that a session ends when the
+/// password changes or the user is removed.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
     pub username: String,
     pub sub: String,
     pub auth_time: u64,
-}
-
-impl From<(&UserRecord, u64)> for SignedIn {
-    fn from((user, auth_time): (&UserRecord, u64)) -> Self {
-        SignedIn {
-            username: user.username.clone(),
-            sub: user.sub.clone(),
-            auth_time,
-        }
-    }
+    pub epoch: String,
 }
 
 /// The claims of an ID token (OpenID Connect Core §2).

@@ -63,7 +63,12 @@ impl Authority {
                 throttle.succeeded(username);
                 m::sign_in("success");
                 tracing::info!(username = ?user.username, "user signed in");
-                Ok(LoginOutcome::SignedIn(SignedIn::from((&user, now))))
+                Ok(LoginOutcome::SignedIn(SignedIn {
+                    epoch: self.session_epoch(&user.password_hash),
+                    username: user.username,
+                    sub: user.sub,
+                    auth_time: now,
+                }))
             }
             _ => {
                 let delay = throttle.failed(username, addr, now);
@@ -75,6 +80,25 @@ impl Authority {
                 Ok(LoginOutcome::Failed)
             }
         }
+    }
+
+    /// A short tag of a user's password hash under the server key. A session carries the tag
+    /// of the password it was opened with; a new password (or a removed user) makes it stale.
+    /// The tag reveals nothing of the hash without the key.
+    fn session_epoch(&self, password_hash: &str) -> String {
+        use base64::Engine as _;
+        let tag = self.inner.key.tag("session-epoch", password_hash.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag[..12])
+    }
+
+    /// Whether a session is still good: its user exists, is the same person (`sub`), and has
+    /// the password the session was opened with.
+    pub fn session_valid(&self, session: &SignedIn) -> Result<bool, AuthorityError> {
+        let Some(user) = self.inner.users.get(&session.username)? else {
+            return Ok(false);
+        };
+        let epoch = self.session_epoch(&user.password_hash);
+        Ok(user.sub == session.sub && crate::crypto::tags_match(epoch.as_bytes(), session.epoch.as_bytes()))
     }
 
     /// Whether `username` still has to approve `scope` for `client_id`.

@@ -164,6 +164,20 @@ fn login_page(
     page(status, html, cookie.into_iter().collect())
 }
 
+/// The signed-in user of this browser, if its session cookie is intact and unexpired and the
+/// user still exists with the password the session was opened with.
+fn signed_in(state: &AppState, req: &HttpRequest, now: u64) -> Option<SignedIn> {
+    let user = session::current_user(req, state.authority.key(), now)?;
+    match state.authority.session_valid(&user) {
+        Ok(true) => Some(user),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "checking a session failed");
+            None
+        }
+    }
+}
+
 /// `GET /oauth/authorize`.
 pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let Ok(params) = serde_urlencoded::from_str::<AuthorizeParams>(req.query_string()) else {
@@ -178,7 +192,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         Ok(r) => r,
         Err(e) => return authorize_error(e),
     };
-    let user = session::current_user(&req, state.authority.key(), now).filter(|_| request.prompt != Prompt::Login);
+    let user = signed_in(&state, &req, now).filter(|_| request.prompt != Prompt::Login);
     let Some(user) = user else {
         if request.prompt == Prompt::None {
             return authorize_error(redirect_error(&request, OAuthError::LoginRequired));
@@ -378,7 +392,7 @@ pub async fn consent(state: web::Data<AppState>, req: HttpRequest, body: web::By
         Err(answer) => return *answer,
     };
     let now = crate::unix_now();
-    let Some(user) = session::current_user(&req, state.authority.key(), now) else {
+    let Some(user) = signed_in(&state, &req, now) else {
         // The session ended while the page was open: start the request again.
         let query = serde_urlencoded::to_string(&form.params).expect("string fields always encode");
         return see_other(&format!("/oauth/authorize?{query}"), vec![]);

@@ -1,9 +1,11 @@
 //! The browser side of sign-in: the session cookie and CSRF tokens.
 //!
 //! The session is a signed cookie, not server state: `v1.<payload>.<tag>`, where the payload
-//! (base64url JSON) names the user, their subject, when they authenticated and when the session
-//! ends, and the tag is an HMAC under the server key. Nothing in it is secret, and nothing in it
-//! can be changed without the key. It is `HttpOnly` and `SameSite=Lax`, and `Secure` when the
+//! (base64url JSON) names the user, their subject, when they authenticated, when the session
+//! ends and which password it was opened with (a keyed tag of its hash), and the tag is an HMAC
+//! under the server key. Nothing in it is secret, and nothing in it can be changed without the
+//! key. The handlers also ask the authority whether the user still exists with that password,
+//! so a password change or a removal ends every session. It is `HttpOnly` and `SameSite=Lax`, and `Secure` when the
 //! issuer is https. Signing out clears it in the browser.
 //!
 //! CSRF protection is a double submit bound to the key: a random `tessera_csrf` cookie, and in
@@ -32,6 +34,8 @@ struct Payload {
     t: u64,
     /// Expiry.
     e: u64,
+    /// The password epoch (`SignedIn::epoch`).
+    p: String,
 }
 
 fn tag(key: &ServerKey, payload: &str) -> String {
@@ -45,6 +49,7 @@ pub fn session_cookie(key: &ServerKey, user: &SignedIn, expires: u64, secure: bo
         s: user.sub.clone(),
         t: user.auth_time,
         e: expires,
+        p: user.epoch.clone(),
     };
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).expect("serialising a plain struct"));
     let value = format!("v1.{}.{}", payload, tag(key, &payload));
@@ -82,6 +87,7 @@ pub fn current_user(req: &HttpRequest, key: &ServerKey, now: u64) -> Option<Sign
         username: p.u,
         sub: p.s,
         auth_time: p.t,
+        epoch: p.p,
     })
 }
 
@@ -124,6 +130,7 @@ mod tests {
             username: "alice".into(),
             sub: "s-1".into(),
             auth_time: 100,
+            epoch: "e-1".into(),
         }
     }
 
@@ -138,6 +145,7 @@ mod tests {
             (user.username.as_str(), user.sub.as_str(), user.auth_time),
             ("alice", "s-1", 100)
         );
+        assert_eq!(user.epoch, "e-1");
         assert!(current_user(&req, &key(), 200).is_none(), "expired");
         let other_key = ServerKey::from_bytes(&[9; 32]).unwrap();
         assert!(current_user(&req, &other_key, 150).is_none());
@@ -147,7 +155,7 @@ mod tests {
     fn a_changed_session_is_refused() {
         let c = session_cookie(&key(), &alice(), 200, false);
         let (head, tag) = c.value().rsplit_once('.').unwrap();
-        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"u":"admin","s":"s-0","t":100,"e":999}"#);
+        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"u":"admin","s":"s-0","t":100,"e":999,"p":"e-1"}"#);
         for value in [
             format!("v1.{forged_payload}.{tag}"),
             format!("{head}.{}", "A".repeat(tag.len())),
