@@ -9,23 +9,28 @@
 #     scripts/ab.sh [SECONDS=10] [ROUNDS=6] NAME=BINARY[:key=value,...] NAME=BINARY[:...] ...
 #   scripts/ab.sh 10 6 one=target/release/tessera:shard_threads=1 two=target/release/tessera:shard_threads=2
 #   WORKLOAD=issue scripts/ab.sh 10 4 on=target/release/tessera off=target/release/tessera:commit_delay_us=0
+#   TOKENS=0 WORKLOAD=issue scripts/ab.sh 10 4 old=/tmp/old/tessera new=target/release/tessera
 #
 # key=value pairs go into the variant's TOML (shards, shard_threads, workers, ...); the default
 # is 2 shards and 2 workers. The pool is seeded with this tree's examples/seed_tokens, so every
 # binary must read this tree's store layout. With WORKLOAD=issue, every round issues
-# client_credentials tokens and each variant's store grows alike. Needs wrk. Traffic goes to
-# 127.0.0.1 only; every wrk run is bounded by its duration.
+# client_credentials tokens and each variant's store grows alike; TOKENS=0 starts every variant
+# on an empty store of its own, so builds with different store layouts can be compared. Needs
+# wrk. Traffic goes to 127.0.0.1 only; every wrk run is bounded by its duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_PER_RUN=${1:-10}
 ROUNDS=${2:-6}
 shift 2 || true
-(($#)) || { sed -n '2,17p' "$0" >&2; exit 2; }
+(($#)) || { sed -n '2,19p' "$0" >&2; exit 2; }
 TOKENS=${TOKENS:-100000}
 WORKLOAD=${WORKLOAD:-introspect}
 CONNS=${CONNS:-64}
 case $WORKLOAD in introspect|issue) ;; *) echo "WORKLOAD is introspect or issue" >&2; exit 2 ;; esac
+if ((TOKENS == 0)) && [[ $WORKLOAD != issue ]]; then
+  echo "TOKENS=0 (empty stores) only goes with WORKLOAD=issue" >&2; exit 2
+fi
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
 cargo build --release --example seed_tokens
 
@@ -41,10 +46,15 @@ for spec in "$@"; do
   [[ $rest == *:* ]] && opts=${rest#*:}
   shards=$(tr ',' '\n' <<<"$opts" | sed -n 's/^shards=//p'); shards=${shards:-2}
   pool=$work/pool-$shards
-  if [[ ! -d $pool ]]; then
-    ./target/release/examples/seed_tokens "$pool" "$TOKENS" "$pool.tokens" "$shards"
+  if ((TOKENS == 0)); then
+    # Empty stores: each binary creates its own, in its own layout.
+    mkdir -p "$work/$name"
+  else
+    if [[ ! -d $pool ]]; then
+      ./target/release/examples/seed_tokens "$pool" "$TOKENS" "$pool.tokens" "$shards"
+    fi
+    cp -r "$pool" "$work/$name"
   fi
-  cp -r "$pool" "$work/$name"
   {
     echo "bind = \"127.0.0.1:$port\""
     echo "data_dir = \"$work/$name\""
