@@ -168,7 +168,6 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
         let state = web::Data::new(AppState {
             authority,
             admin_digest: f.key.admin_digest("unused"),
-            secure_cookies: false,
             session_ttl: 3600,
         });
         let service = test::init_service(

@@ -247,8 +247,14 @@ impl AdminApi {
     }
 }
 
-fn encode_segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+impl AdminApi {
+    /// `DELETE /admin/{collection}/{name}`; whether it existed.
+    fn remove(&self, collection: &str, name: &str) -> Result<bool, String> {
+        let name = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        Ok(self
+            .call::<()>(Method::Delete, &format!("/admin/{collection}/{name}"), None)?
+            .is_some())
+    }
 }
 
 fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
@@ -327,13 +333,7 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
                     .clients()
                     .and_then(|c| c.remove(&client_id))
                     .map_err(|e| e.to_string())?,
-                None => AdminApi::connect(&settings)?
-                    .call::<()>(
-                        Method::Delete,
-                        &format!("/admin/clients/{}", encode_segment(&client_id)),
-                        None,
-                    )?
-                    .is_some(),
+                None => AdminApi::connect(&settings)?.remove("clients", &client_id)?,
             };
             if !existed {
                 return Err("no such client".into());
@@ -430,13 +430,7 @@ fn user(settings: Settings, cmd: UserCommand) -> Result<(), String> {
                     .users()
                     .and_then(|u| u.remove(&username))
                     .map_err(|e| e.to_string())?,
-                None => AdminApi::connect(&settings)?
-                    .call::<()>(
-                        Method::Delete,
-                        &format!("/admin/users/{}", encode_segment(&username)),
-                        None,
-                    )?
-                    .is_some(),
+                None => AdminApi::connect(&settings)?.remove("users", &username)?,
             };
             if !existed {
                 return Err("no such user".into());

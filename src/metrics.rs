@@ -154,8 +154,8 @@ pub fn family_revoked(reason: &'static str) {
     counter!(FAMILIES_REVOKED, "reason" => reason).increment(1);
 }
 
-pub fn token_revoked() {
-    counter!(TOKENS_REVOKED).increment(1);
+pub fn tokens_revoked(n: usize) {
+    counter!(TOKENS_REVOKED).increment(n as u64);
 }
 
 pub fn tokens_swept(n: usize) {

@@ -115,7 +115,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let state = web::Data::new(AppState {
         authority,
         admin_digest: key.admin_digest(&admin_token),
-        secure_cookies: issuer.starts_with("https://"),
         session_ttl: settings.session_ttl.as_secs(),
     });
     let max_body = settings.max_body_bytes;

@@ -216,11 +216,6 @@ impl Authority {
         &self.inner.users
     }
 
-    /// How long an access token (and an ID token) lives, in seconds.
-    pub fn access_ttl(&self) -> u64 {
-        self.inner.access_ttl
-    }
-
     pub fn key(&self) -> &ServerKey {
         &self.inner.key
     }
@@ -316,9 +311,7 @@ impl Authority {
             durable.await?;
             removed += n;
         }
-        for _ in 0..removed {
-            m::token_revoked();
-        }
+        m::tokens_revoked(removed);
         m::family_revoked(reason);
         tracing::info!(family = ?family, removed, reason, "revoked a token family");
         Ok(())
@@ -369,7 +362,7 @@ impl Authority {
         match self.inner.shards.send(&digest, msg).await?? {
             Revocation::Revoked(durable, family) => {
                 durable.await?;
-                m::token_revoked();
+                m::tokens_revoked(1);
                 // RFC 7009 §2.1: revoking a refresh token also revokes the access tokens of
                 // the same grant.
                 if let Some(family) = family {

@@ -29,10 +29,15 @@ pub struct AppState {
     pub authority: Authority,
     /// Digest of this run's admin credential.
     pub admin_digest: SecretDigest,
-    /// Whether cookies get `Secure` (the issuer is https).
-    pub secure_cookies: bool,
     /// Seconds a sign-in lasts in the browser.
     pub session_ttl: u64,
+}
+
+impl AppState {
+    /// Whether cookies get `Secure`: the issuer is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.authority.issuer().starts_with("https://")
+    }
 }
 
 /// Every route pattern. Each resource is named after its pattern, so the metrics middleware can

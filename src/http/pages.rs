@@ -325,7 +325,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
                 state.authority.key(),
                 &user,
                 now + state.session_ttl,
-                state.secure_cookies,
+                state.secure_cookies(),
             );
             let mut params = form.params;
             // The password was just asked: going back to the request must not ask again.
@@ -455,7 +455,7 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
         }
         (a, b) => a.or(b),
     };
-    let cleared = session::cleared_session(state.secure_cookies);
+    let cleared = session::cleared_session(state.secure_cookies());
     let Some(uri) = p.post_logout_redirect_uri else {
         return page(
             StatusCode::OK,
