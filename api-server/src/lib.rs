@@ -1,2 +1,25 @@
 //! A resource server's side of Tessera: everything an actix-web service needs to accept Tessera's
 //! access tokens, plus the demo API and the demo client built on it.
+//!
+//! - [`introspect`]: the HTTP client that asks Tessera about a token (RFC 7662);
+//! - [`cache`]: what Tessera said, kept briefly, keyed by a digest of the token;
+//! - [`breaker`]: the circuit breaker around introspection calls;
+//! - [`resource`]: [`ResourceServer`], which puts those three together, and [`Caller`];
+//! - [`guard`]: the actix-web extractor and the `RequireScope` middleware;
+//! - [`error`]: [`AuthError`] and its RFC 6750 answers;
+//! - [`demo_api`]: the demo API (port 5000) built on the above;
+//! - [`metrics`]: metric names.
+
+pub mod breaker;
+pub mod cache;
+pub mod demo_api;
+pub mod error;
+pub mod guard;
+pub mod introspect;
+pub mod metrics;
+pub mod resource;
+pub mod scope;
+
+pub use error::AuthError;
+pub use guard::RequireScope;
+pub use resource::{Caller, ResourceServer, ResourceServerConfig};
