@@ -59,7 +59,9 @@ pub struct Breaker {
 pub enum Admission<'a> {
     Call(Permit<'a>),
     /// Refused without calling; try again after this long.
-    Refused { retry_after: Duration },
+    Refused {
+        retry_after: Duration,
+    },
 }
 
 /// Leave to make one call. Report its outcome with [`Permit::succeeded`] or [`Permit::failed`];
@@ -222,7 +224,10 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Closed);
         call(&b, t, false);
         assert_eq!(b.state(), BreakerState::Open);
-        assert_eq!(refused_for(&b, t + Duration::from_secs(4)), Some(Duration::from_secs(6)));
+        assert_eq!(
+            refused_for(&b, t + Duration::from_secs(4)),
+            Some(Duration::from_secs(6))
+        );
     }
 
     #[test]

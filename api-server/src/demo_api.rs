@@ -315,7 +315,10 @@ mod tests {
         assert_eq!(p.display_name, "Alice L.");
         assert_eq!(p.bio, "");
         let p = update(r#"{"bio":"line one\nline two"}"#).unwrap();
-        assert_eq!((p.display_name.as_str(), p.bio.as_str()), ("alice", "line one\nline two"));
+        assert_eq!(
+            (p.display_name.as_str(), p.bio.as_str()),
+            ("alice", "line one\nline two")
+        );
     }
 
     #[test]
@@ -334,6 +337,11 @@ mod tests {
             assert!(err.contains(reason), "{body}: {err}");
         }
         // The longest accepted values.
-        assert!(update(&format!(r#"{{"display_name":"{}","bio":"{}"}}"#, "é".repeat(64), "é".repeat(280))).is_ok());
+        assert!(update(&format!(
+            r#"{{"display_name":"{}","bio":"{}"}}"#,
+            "é".repeat(64),
+            "é".repeat(280)
+        ))
+        .is_ok());
     }
 }

@@ -120,7 +120,11 @@ mod tests {
 
     #[test]
     fn token_problems_are_401_invalid_token() {
-        for e in [AuthError::MissingToken, AuthError::MalformedToken, AuthError::InvalidToken] {
+        for e in [
+            AuthError::MissingToken,
+            AuthError::MalformedToken,
+            AuthError::InvalidToken,
+        ] {
             let (status, www, retry, body) = parts(e);
             assert_eq!(status, 401);
             assert!(www.unwrap().starts_with("Bearer error=\"invalid_token\""));

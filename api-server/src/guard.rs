@@ -73,7 +73,10 @@ fn caller_of(req: &HttpRequest) -> LocalFuture<Result<Caller, AuthError>> {
 
 fn resource_server(req: &HttpRequest) -> Option<ResourceServer> {
     req.app_data::<ResourceServer>()
-        .or_else(|| req.app_data::<actix_web::web::Data<ResourceServer>>().map(|d| d.get_ref()))
+        .or_else(|| {
+            req.app_data::<actix_web::web::Data<ResourceServer>>()
+                .map(|d| d.get_ref())
+        })
         .cloned()
 }
 
@@ -169,7 +172,14 @@ mod tests {
         assert_eq!(parse(&["bearer  tsa_x"]).unwrap(), "tsa_x");
         assert_eq!(parse(&[]), Err(AuthError::MissingToken));
         assert_eq!(parse(&["Basic YTpi"]), Err(AuthError::MissingToken));
-        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer a\"b", "Bearer ==", "Bearer a=b"] {
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a\"b",
+            "Bearer ==",
+            "Bearer a=b",
+        ] {
             assert_eq!(parse(&[bad]), Err(AuthError::MalformedToken), "{bad:?}");
         }
         assert_eq!(parse(&["Bearer a", "Bearer b"]), Err(AuthError::MalformedToken));

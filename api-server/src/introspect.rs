@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn garbage_and_incomplete_answers_are_upstream_errors() {
         for body in [&b"<html>"[..], b"{}", br#"{"active":true}"#] {
-            assert!(matches!(verdict_from_json(body), Err(UpstreamError::Malformed(_))), "{body:?}");
+            assert!(
+                matches!(verdict_from_json(body), Err(UpstreamError::Malformed(_))),
+                "{body:?}"
+            );
         }
     }
 

@@ -78,8 +78,15 @@ pub fn describe() {
     describe_counter!(CACHE_LOOKUPS, "Introspection cache lookups by result");
     describe_gauge!(CACHE_ENTRIES, "Entries in the introspection cache");
     describe_counter!(UPSTREAM_CALLS, "Introspection calls to Tessera by outcome");
-    describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Latency of introspection calls to Tessera");
-    describe_gauge!(BREAKER_STATE, "Introspection breaker state: 0 closed, 1 half-open, 2 open");
+    describe_histogram!(
+        UPSTREAM_DURATION,
+        Unit::Seconds,
+        "Latency of introspection calls to Tessera"
+    );
+    describe_gauge!(
+        BREAKER_STATE,
+        "Introspection breaker state: 0 closed, 1 half-open, 2 open"
+    );
     describe_counter!(BREAKER_TRANSITIONS, "Introspection breaker transitions by new state");
     describe_counter!(AUTH_REJECTIONS, "Requests refused by the bearer-token check, by reason");
     describe_counter!(HTTP_REQUESTS, "Demo API HTTP requests by route and status");

@@ -2,6 +2,7 @@
 //! and a small HTTP client speaking to it.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod browser;
 
 use std::time::Duration;

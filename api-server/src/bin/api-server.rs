@@ -7,15 +7,15 @@ use tessera_api::ResourceServer;
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = ApiArgs::parse();
     let metrics = tessera_api::metrics::install().clone();
     let rs = ResourceServer::new(&args.resource_server_config()).map_err(std::io::Error::other)?;
     let listener = std::net::TcpListener::bind(&args.bind)?;
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     tracing::info!(
         bind = %listener.local_addr()?,
         tessera = %args.tessera_url,

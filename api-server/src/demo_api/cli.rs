@@ -20,7 +20,12 @@ pub struct ApiArgs {
     #[arg(long, env = "API_CLIENT_ID", default_value = "api-server")]
     pub client_id: String,
     /// This resource server's client secret at Tessera.
-    #[arg(long, env = "API_CLIENT_SECRET", default_value = "api-secret", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "API_CLIENT_SECRET",
+        default_value = "api-secret",
+        hide_env_values = true
+    )]
     pub client_secret: String,
     /// How long an active token's introspection answer is reused (never past the token's exp).
     #[arg(long, env = "API_CACHE_TTL_MS", default_value_t = 5000)]
