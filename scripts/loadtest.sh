@@ -3,12 +3,16 @@
 # and a JSON summary in loadtest-results/.
 #
 #   scripts/loadtest.sh SCENARIO [RUN_TIME=60s] [USERS=64] [-- more goose flags]
-#   SCENARIO: introspect-storm | issue | mixed | code-flow
+#   SCENARIO: introspect-storm | issue | mixed | code-flow | api
 #
 # code-flow: each iteration is one full sign-in of a fresh browser session (authorize, login,
 # consent when asked, code exchange with PKCE, one refresh); each user signs in as its own
 # account loadtest-user-N, so USERS should not exceed LOADTEST_USERS. Logins per second are the
 # rate of its "token: code" requests.
+#
+# api: the pool's tokens as bearer tokens against the demo API at LOADTEST_API
+# (http://127.0.0.1:5000): 60% /api/protected, 30% /api/user/profile, 10% /api/data; a live
+# token must get 200, a revoked or unknown one 401. Run the whole demo (scripts/demo.sh) first.
 #
 # Tessera must be running, for example with the README's first command. Environment:
 #   LOADTEST_HOST (http://127.0.0.1:4000), LOADTEST_DATA_DIR (./data: its admin.json lets the
@@ -20,14 +24,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenario=${1:?usage: scripts/loadtest.sh introspect-storm|issue|mixed|code-flow [RUN_TIME] [USERS]}
+scenario=${1:?usage: scripts/loadtest.sh introspect-storm|issue|mixed|code-flow|api [RUN_TIME] [USERS]}
 run_time=${2:-60s}
 users=${3:-64}
 shift $(( $# < 3 ? $# : 3 ))
 [[ ${1:-} == -- ]] && shift
 case $scenario in
-  introspect-storm|issue|mixed|code-flow) ;;
-  *) echo "unknown scenario $scenario: introspect-storm, issue, mixed or code-flow" >&2; exit 2 ;;
+  introspect-storm|issue|mixed|code-flow|api) ;;
+  *) echo "unknown scenario $scenario: introspect-storm, issue, mixed, code-flow or api" >&2; exit 2 ;;
 esac
 host=${LOADTEST_HOST:-http://127.0.0.1:4000}
 case $host in

@@ -12,12 +12,15 @@
 //!   login, consent when asked, code exchange with PKCE, one refresh), each step a named
 //!   request; every user signs in as its own account `loadtest-user-N`. Consent is remembered
 //!   after an account's first login, so later ones skip the page. See `code_flow`.
+//! - `api`: resource-server traffic through the demo API (`LOADTEST_API`), with the pool's
+//!   tokens as bearer tokens; every status is checked against the token's state. See `api`.
 //!
 //! The pool (default 100,000 tokens) is issued over HTTP before the clock starts, and the
 //! `code-flow` accounts (default 64) are created through the admin API then too. Settings goose
 //! does not own come from `LOADTEST_*` variables (see `pool::Settings`). `scripts/loadtest.sh`
 //! runs a campaign with the defaults and keeps goose's HTML report and a JSON summary.
 
+mod api;
 mod code_flow;
 mod pool;
 
@@ -26,6 +29,7 @@ use std::sync::OnceLock;
 use goose::goose::GooseResponse;
 use goose::prelude::*;
 
+use api::{data as api_data, profile as api_profile, protected as api_protected};
 use code_flow::{code_flow, no_redirects};
 use pool::{Client, Expect, Pool, Settings};
 
@@ -158,7 +162,7 @@ fn selected_scenarios(args: &[String]) -> Option<&str> {
 /// Whether the selected scenarios introspect, and so need the pool.
 fn needs_pool(args: &[String]) -> bool {
     match selected_scenarios(args) {
-        Some(s) => s.contains("introspect") || s.contains("mixed"),
+        Some(s) => s.contains("introspect") || s.contains("mixed") || s.split(',').any(|s| s == "api"),
         None => true,
     }
 }
@@ -185,6 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Pool::issuance_only(&settings)
         };
         POOL.set(pool).ok().expect("prepared once");
+        api::set_base(&std::env::var("LOADTEST_API").unwrap_or_else(|_| "http://127.0.0.1:5000".into()))?;
         if needs_accounts(&args) {
             code_flow::set_accounts(pool::prepare_accounts(&settings).await?);
         }
@@ -203,6 +208,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             scenario!("code-flow")
                 .register_transaction(transaction!(no_redirects).set_on_start())
                 .register_transaction(transaction!(code_flow)),
+        )
+        .register_scenario(
+            scenario!("api")
+                .register_transaction(transaction!(api_protected).set_weight(6)?)
+                .register_transaction(transaction!(api_profile).set_weight(3)?)
+                .register_transaction(transaction!(api_data).set_weight(1)?),
         )
         .set_default(GooseDefault::Host, "http://127.0.0.1:4000")?
         .set_default(GooseDefault::Users, 64)?
