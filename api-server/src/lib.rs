@@ -8,11 +8,14 @@
 //! - [`guard`]: the actix-web extractor and the `RequireScope` middleware;
 //! - [`error`]: [`AuthError`] and its RFC 6750 answers;
 //! - [`demo_api`]: the demo API (port 5000) built on the above;
+//! - [`demo_client`]: the demo client (port 3001): the code flow with PKCE, a server-side
+//!   session, and buttons that call the API, refresh and revoke;
 //! - [`metrics`]: metric names.
 
 pub mod breaker;
 pub mod cache;
 pub mod demo_api;
+pub mod demo_client;
 pub mod error;
 pub mod guard;
 pub mod introspect;
