@@ -17,7 +17,7 @@ pub enum AuthError {
     MalformedToken,
     #[error("the access token is invalid, expired or revoked")]
     InvalidToken,
-    #[error("the access token lacks the scope {0:?}")]
+    #[error("the access token lacks the scope {0}")]
     InsufficientScope(String),
     #[error("the authorization server cannot be reached")]
     Unavailable { retry_after: Duration },
@@ -94,9 +94,10 @@ impl ResponseError for AuthError {
     }
 }
 
-/// RFC 6750 §3: `Bearer error="…", error_description="…"[, scope="…"]`. The values are ours
-/// and hold no `"` or `\`; scope tokens cannot (RFC 6749 §3.3).
+/// RFC 6750 §3: `Bearer error="…", error_description="…"[, scope="…"]`. Quoted values may not
+/// hold `"` or `\` (and scope tokens cannot, RFC 6749 §3.3), so the description drops them.
 fn challenge(code: &str, description: &str, scope: Option<&str>) -> HeaderValue {
+    let description: String = description.chars().filter(|c| !matches!(c, '"' | '\\')).collect();
     let mut value = format!("Bearer error=\"{code}\", error_description=\"{description}\"");
     if let Some(scope) = scope {
         value.push_str(&format!(", scope=\"{scope}\""));
@@ -140,6 +141,8 @@ mod tests {
         let www = www.unwrap();
         assert!(www.starts_with("Bearer error=\"insufficient_scope\""), "{www}");
         assert!(www.ends_with(", scope=\"write\""), "{www}");
+        // Every quoted value is closed before the next parameter: no stray quote inside.
+        assert_eq!(www.matches('"').count(), 6, "{www}");
         assert_eq!(body["scope"], "write");
     }
 
