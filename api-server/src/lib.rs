@@ -11,6 +11,38 @@
 //! - [`demo_client`]: the demo client (port 3001): the code flow with PKCE, a server-side
 //!   session, and buttons that call the API, refresh and revoke;
 //! - [`metrics`]: metric names.
+//!
+//! A service that accepts Tessera's tokens (this example is compiled by `cargo test`):
+//!
+//! ```no_run
+//! use actix_web::{web, App, HttpServer};
+//! use tessera_api::{Caller, RequireScope, ResourceServer, ResourceServerConfig};
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let config = ResourceServerConfig::new("http://127.0.0.1:4000", "api-server", "api-secret");
+//!     // One ResourceServer for the process: every worker shares its cache and breaker.
+//!     let rs = ResourceServer::new(&config).map_err(std::io::Error::other)?;
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .app_data(rs.clone())
+//!             // Any valid access token; the handler gets the caller.
+//!             .route(
+//!                 "/api/protected",
+//!                 web::get().to(|caller: Caller| async move { caller.client_id.clone() }),
+//!             )
+//!             // `write` needed; checked before the body is read.
+//!             .service(
+//!                 web::resource("/api/user/update")
+//!                     .wrap(RequireScope::new("write"))
+//!                     .route(web::post().to(|caller: Caller| async move { format!("{:?}", caller.sub) })),
+//!             )
+//!     })
+//!     .bind("127.0.0.1:5000")?
+//!     .run()
+//!     .await
+//! }
+//! ```
 
 pub mod breaker;
 pub mod cache;
