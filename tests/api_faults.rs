@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use awc::http::StatusCode;
@@ -18,35 +18,13 @@ const OPEN_FOR: Duration = Duration::from_millis(1500);
 
 /// Starts the tessera binary on `bind` with the test clients; returns once it is ready.
 async fn start_tessera(dir: &Path, bind: &str) -> (ServerProcess, String) {
-    let data = dir.join("data");
     let toml = format!(
-        "bind = \"{bind}\"\ndata_dir = {data:?}\nworkers = 1\nshards = 2\nid_token_alg = \"ES256\"\n{}",
+        "bind = \"{bind}\"\ndata_dir = {:?}\nworkers = 1\nshards = 2\nid_token_alg = \"ES256\"\n{}",
+        dir.join("data"),
         common::CLIENTS
     );
     std::fs::write(dir.join("tessera.toml"), toml).unwrap();
-    let _ = std::fs::remove_file(data.join("admin.json"));
-    let child = ServerProcess(
-        Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["serve", "--config"])
-            .arg(dir.join("tessera.toml"))
-            .env("TESSERA_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the tessera binary"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(a) = tessera::datadir::read_admin(&data) {
-            if let Ok(r) = client().get(format!("{}/ready", a.url)).send().await {
-                if r.status().is_success() {
-                    return (child, a.url);
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "tessera did not become ready within 30 s");
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::spawn_tessera(dir).await
 }
 
 async fn issue(base: &str) -> String {
@@ -69,6 +47,26 @@ fn signal(process: &ServerProcess, sig: &str) {
     assert!(ok, "kill {sig}");
 }
 
+/// Waits until every thread of the process is stopped: SIGSTOP is delivered when the process's
+/// threads next run, and on a busy machine one of them may still answer a request first.
+async fn wait_stopped(process: &ServerProcess) {
+    let tasks = format!("/proc/{}/task", process.0.id());
+    let all_stopped = || {
+        std::fs::read_dir(&tasks).unwrap().all(|t| {
+            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    };
+    for _ in 0..500 {
+        if all_stopped() {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("tessera did not stop within 5 s of SIGSTOP");
+}
+
 #[actix_rt::test]
 async fn the_breaker_opens_fails_fast_and_closes_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,6 +85,7 @@ async fn the_breaker_opens_fails_fast_and_closes_again() {
 
     // Tessera hangs (SIGSTOP): each call waits for the timeout, and three of them open the breaker.
     signal(&tessera, "-STOP");
+    wait_stopped(&tessera).await;
     for i in 0..3 {
         let r = api.get("/api/protected", Some(&uncached)).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "call {i}: {}", r.text);

@@ -8,53 +8,16 @@ mod common;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{client, ServerProcess};
+use common::{client, spawn_tessera};
 
 const WORKERS: usize = 24;
 /// Bounds on the campaign before the kill: whichever comes first.
 const MAX_REQUESTS_PER_WORKER: usize = 2_000;
 const TRAFFIC_BEFORE_KILL: Duration = Duration::from_millis(1500);
-
-/// Starts the binary on the test's config and returns once it reports ready.
-async fn start(dir: &Path) -> (ServerProcess, String) {
-    let admin = dir.join("data/admin.json");
-    let _ = std::fs::remove_file(&admin);
-    let child = ServerProcess(
-        Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["serve", "--config"])
-            .arg(dir.join("tessera.toml"))
-            .env("TESSERA_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the tessera binary"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(a) = tessera::datadir::read_admin(&dir.join("data")) {
-            wait_ready(&a.url).await;
-            return (child, a.url);
-        }
-        assert!(Instant::now() < deadline, "tessera did not start within 30 s");
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_ready(base: &str) {
-    for _ in 0..300 {
-        if let Ok(r) = client().get(format!("{base}/ready")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("tessera at {base} never became ready");
-}
 
 fn write_config(dir: &Path, workers: usize, shards: usize) {
     let data = dir.join("data");
@@ -130,7 +93,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 2, 2);
 
-    let (mut child, base) = start(dir.path()).await;
+    let (mut child, base) = spawn_tessera(dir.path()).await;
     let ledger = Rc::new(RefCell::new(Ledger::default()));
     let stop = Rc::new(RefCell::new(false));
     let tasks: Vec<_> = (0..WORKERS)
@@ -155,7 +118,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
         ledger.revoked.len()
     );
 
-    let (mut child, base) = start(dir.path()).await;
+    let (mut child, base) = spawn_tessera(dir.path()).await;
     let http = client();
     let mut lost = Vec::new();
     let mut resurrected = Vec::new();
@@ -199,7 +162,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
 async fn sigterm_stops_cleanly_and_keeps_every_token() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 1, 1);
-    let (mut server, base) = start(dir.path()).await;
+    let (mut server, base) = spawn_tessera(dir.path()).await;
     let http = client();
     let mut tokens = Vec::new();
     for _ in 0..20 {
@@ -231,7 +194,7 @@ async fn sigterm_stops_cleanly_and_keeps_every_token() {
     };
     assert!(status.success(), "a graceful stop exits 0, got {status}");
 
-    let (_server, base) = start(dir.path()).await;
+    let (_server, base) = spawn_tessera(dir.path()).await;
     for token in &tokens {
         assert!(
             is_active(&http, &base, token).await,

@@ -10,21 +10,15 @@
 // holds (cookies, local and session storage) and any long token-like string found in the pages.
 // Anything unexpected, or a step taking over 20 s, exits 1 with a message on stderr.
 
-import { chromium } from 'playwright-core';
+import { launchChromium, STEP_MS } from './chromium.mjs';
 
-const STEP_MS = 20_000;
 const [url, username, password, waitMs] = process.argv.slice(2);
 if (!url || username === undefined || password === undefined || waitMs === undefined) {
   console.error('usage: node tests/browser/demo.mjs <demo-client-url> <username> <password> <wait-after-revoke-ms>');
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox'],
-  headless: true,
-  timeout: STEP_MS,
-});
+const browser = await launchChromium();
 let page;
 const leaks = new Set();
 // Tessera's tokens are a prefix and 43 base64url characters; the demo client shows 8 characters.

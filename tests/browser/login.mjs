@@ -11,10 +11,9 @@
 // Nothing listens on the redirect URI (demo-client's http://127.0.0.1:3001/callback): the browser's
 // request there is answered here, so the final URL is all that is read.
 
-import { chromium } from 'playwright-core';
+import { launchChromium, STEP_MS } from './chromium.mjs';
 
 const CALLBACK = 'http://127.0.0.1:3001/';
-const STEP_MS = 20_000;
 
 const [url, username, password] = process.argv.slice(2);
 if (!url || username === undefined || password === undefined) {
@@ -22,12 +21,7 @@ if (!url || username === undefined || password === undefined) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox'],
-  headless: true,
-  timeout: STEP_MS,
-});
+const browser = await launchChromium();
 let page;
 try {
   page = await browser.newPage();

@@ -221,6 +221,38 @@ impl Reply {
     }
 }
 
+/// Starts the tessera binary on `<dir>/tessera.toml` (whose `data_dir` is `<dir>/data`) and
+/// returns once it answers `/ready`, with its base URL (read from the `admin.json` it writes,
+/// so `bind` may use port 0).
+pub async fn spawn_tessera(dir: &std::path::Path) -> (ServerProcess, String) {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let data = dir.join("data");
+    let _ = std::fs::remove_file(data.join("admin.json"));
+    let child = ServerProcess(
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["serve", "--config"])
+            .arg(dir.join("tessera.toml"))
+            .env("TESSERA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the tessera binary"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(a) = tessera::datadir::read_admin(&data) {
+            if let Ok(r) = client().get(format!("{}/ready", a.url)).send().await {
+                if r.status().is_success() {
+                    return (child, a.url);
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "tessera did not become ready within 30 s");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A `tessera` process started by a test. Dropping it kills (SIGKILL) and reaps the process, so a
 /// failing test leaves no server behind.
 pub struct ServerProcess(pub std::process::Child);

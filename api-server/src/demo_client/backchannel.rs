@@ -133,26 +133,9 @@ impl Backchannel {
 
     /// Revokes a token (RFC 7009); `hint` is `access_token` or `refresh_token`.
     pub async fn revoke(&self, token: &str, hint: &str) -> Result<(), BackchannelError> {
-        let response = self
-            .http
-            .post(&self.revoke_url)
-            .header(AUTHORIZATION, self.client_auth.clone())
-            .form(&[("token", token), ("token_type_hint", hint)])
-            .send()
+        self.post_to_tessera(&self.revoke_url, &[("token", token), ("token_type_hint", hint)])
             .await
-            .map_err(|e| BackchannelError::Unreachable(TESSERA, describe(&e)))?;
-        let status = response.status();
-        let body = read_body(response)
-            .await
-            .map_err(|e| BackchannelError::Unreachable(TESSERA, e))?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(BackchannelError::Refused(
-                TESSERA,
-                describe_error_reply(status.as_u16(), &body),
-            ))
-        }
+            .map(drop)
     }
 
     /// Calls the demo API with the access token; any HTTP answer, error statuses included, is a
@@ -196,24 +179,7 @@ impl Backchannel {
     }
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenReply, BackchannelError> {
-        let response = self
-            .http
-            .post(&self.token_url)
-            .header(AUTHORIZATION, self.client_auth.clone())
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| BackchannelError::Unreachable(TESSERA, describe(&e)))?;
-        let status = response.status();
-        let body = read_body(response)
-            .await
-            .map_err(|e| BackchannelError::Unreachable(TESSERA, e))?;
-        if !status.is_success() {
-            return Err(BackchannelError::Refused(
-                TESSERA,
-                describe_error_reply(status.as_u16(), &body),
-            ));
-        }
+        let body = self.post_to_tessera(&self.token_url, form).await?;
         let reply: TokenReply = serde_json::from_slice(&body)
             .map_err(|e| BackchannelError::BadReply(TESSERA, format!("the token reply is not valid: {e}")))?;
         if !reply.token_type.eq_ignore_ascii_case("bearer") {
@@ -223,6 +189,31 @@ impl Backchannel {
             ));
         }
         Ok(reply)
+    }
+
+    /// POSTs a form to one of Tessera's endpoints as this client; the body of a 2xx answer, or
+    /// why there is none (Tessera's own OAuth error when it gave one).
+    async fn post_to_tessera(&self, url: &str, form: &[(&str, &str)]) -> Result<Vec<u8>, BackchannelError> {
+        let response = self
+            .http
+            .post(url)
+            .header(AUTHORIZATION, self.client_auth.clone())
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| BackchannelError::Unreachable(TESSERA, describe(&e)))?;
+        let status = response.status();
+        let body = read_body(response)
+            .await
+            .map_err(|e| BackchannelError::Unreachable(TESSERA, e))?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(BackchannelError::Refused(
+                TESSERA,
+                describe_error_reply(status.as_u16(), &body),
+            ))
+        }
     }
 }
 
