@@ -133,12 +133,15 @@ async fn a_token_without_the_needed_scope_gets_403_naming_it() {
 
 #[actix_rt::test]
 async fn an_expired_token_is_refused_even_within_the_cache_ttl() {
-    let tessera = TestServer::start("access_token_ttl_secs = 1").await;
+    // Tessera counts whole seconds, so a token lives between ttl - 1 and ttl seconds: 2 leaves the
+    // first call at least one second.
+    let tessera = TestServer::start("access_token_ttl_secs = 2").await;
     // A cache TTL far longer than the token's life: the entry must still end at `exp`.
     let api = ApiServer::start(config(&tessera.base, Duration::from_secs(60))).await;
     let token = tessera.issue("read").await;
     assert_eq!(api.get("/api/protected", Some(&token)).await.status, StatusCode::OK);
     actix_rt::time::sleep(Duration::from_millis(2100)).await;
+    // Still within the 60 s cache TTL, but past `exp`.
     let r = api.get("/api/protected", Some(&token)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     assert!(challenge(&r).contains("invalid_token"));

@@ -228,3 +228,84 @@ fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use actix_web::{web, App, HttpResponse, HttpServer};
+
+    /// A stand-in for Tessera's introspection endpoint: answers 500 to the first `failures`
+    /// calls, then says every token is active, each answer after `delay`. Counts the calls.
+    async fn fake_tessera(failures: usize, delay: Duration) -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let server = HttpServer::new(move || {
+            let calls = counted.clone();
+            App::new().route(
+                "/oauth/introspect",
+                web::post().to(move || {
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        actix_rt::time::sleep(delay).await;
+                        if n < failures {
+                            HttpResponse::InternalServerError().finish()
+                        } else {
+                            HttpResponse::Ok().body(r#"{"active":true,"client_id":"c","scope":"read"}"#)
+                        }
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let base = format!("http://{}", server.addrs()[0]);
+        actix_rt::spawn(server.run());
+        (base, calls)
+    }
+
+    fn resource_server(base: &str, breaker_failures: u32) -> ResourceServer {
+        ResourceServer::new(&ResourceServerConfig {
+            breaker_failures,
+            ..ResourceServerConfig::new(base, "rs", "secret")
+        })
+        .unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_call_is_shared_by_its_waiters_and_not_cached() {
+        let (base, calls) = fake_tessera(1, Duration::from_millis(100)).await;
+        let rs = resource_server(&base, 5);
+        let answers = futures_util::future::join_all((0..10).map(|_| rs.authenticate("tsa_t"))).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "ten waiters, one call");
+        assert!(answers.iter().all(|a| matches!(a, Err(AuthError::Unavailable { .. }))));
+        // The failure was not cached: the next request asks again, and succeeds.
+        let caller = rs.authenticate("tsa_t").await.unwrap();
+        assert_eq!(caller.client_id, "c");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(rs.breaker_state(), BreakerState::Closed);
+    }
+
+    #[actix_rt::test]
+    async fn server_errors_open_the_breaker_and_an_open_breaker_makes_no_call() {
+        let (base, calls) = fake_tessera(usize::MAX, Duration::ZERO).await;
+        let rs = resource_server(&base, 2);
+        for token in ["tsa_a", "tsa_b"] {
+            assert!(matches!(
+                rs.authenticate(token).await,
+                Err(AuthError::Unavailable { .. })
+            ));
+        }
+        assert_eq!(rs.breaker_state(), BreakerState::Open);
+        let Err(AuthError::Unavailable { retry_after }) = rs.authenticate("tsa_c").await else {
+            panic!("an open breaker refuses");
+        };
+        assert!(
+            retry_after > Duration::from_secs(4),
+            "about the whole open time is left: {retry_after:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}
