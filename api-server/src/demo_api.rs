@@ -201,8 +201,7 @@ async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(json!({ "error": "not_found", "error_description": "no such endpoint" }))
 }
 
-/// Routes of the demo API, for an `App` that has a [`ResourceServer`] as app data (both as
-/// itself and as `web::Data`).
+/// Routes of the demo API, for an `App` that has a `web::Data<ResourceServer>`.
 fn routes(cfg: &mut web::ServiceConfig) {
     let json_config = web::JsonConfig::default()
         .limit(BODY_LIMIT)
@@ -265,11 +264,10 @@ pub fn start(
         profiles: DashMap::new(),
         metrics,
     });
-    let rs_data = web::Data::new(rs.clone());
+    let rs = web::Data::new(rs);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(rs.clone())
-            .app_data(rs_data.clone())
             .app_data(demo.clone())
             .wrap_fn(|req, srv| {
                 let started = Instant::now();
