@@ -235,3 +235,21 @@ async fn health_metrics_and_unknown_routes() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json["error"], "not_found");
 }
+
+#[actix_rt::test]
+async fn a_token_revoked_before_its_first_use_is_refused() {
+    let tessera = TestServer::start("").await;
+    let api = ApiServer::start(config(&tessera.base, TTL)).await;
+    let token = tessera.issue("read").await;
+    let r = tessera
+        .post_form(
+            "/oauth/revoke",
+            Some(("demo-client", "demo-secret")),
+            &[("token", &token)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = api.get("/api/protected", Some(&token)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(challenge(&r).starts_with("Bearer error=\"invalid_token\""));
+}
