@@ -21,7 +21,7 @@ use super::protocol::{
     authorize_url, body_for_display, clip, logout_url, pkce_challenge, random_secret, same_secret, AuthorizeRequest,
     TokenReply,
 };
-use super::session::{ApiCall, PendingLogin, Tokens};
+use super::session::{ApiCall, PendingLogin, RefreshRefused, Tokens};
 use super::AppState;
 
 /// The session cookie's name; its value is the session id and nothing else.
@@ -216,18 +216,28 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest, form: web::Fo
         Ok(id) => id,
         Err(why) => return refused(why),
     };
-    let Some(old) = held_tokens(&state, &id).and_then(|t| t.refresh_token) else {
-        return flash_error_home(
-            &state,
-            &id,
-            "There is no refresh token to use (sign in with the offline_access scope to get one).",
-        );
+    let started = state
+        .sessions
+        .with(&id, Instant::now(), |s| s.begin_refresh(Instant::now()));
+    let old = match started {
+        Some(Ok(token)) => token,
+        Some(Err(RefreshRefused::UnderWay)) => {
+            return flash_error_home(&state, &id, "A refresh is already under way; this one was not sent.")
+        }
+        Some(Err(RefreshRefused::NoRefreshToken)) | None => {
+            return flash_error_home(
+                &state,
+                &id,
+                "There is no refresh token to use (sign in with the offline_access scope to get one).",
+            )
+        }
     };
     let result = state.backchannel.refresh(&old).await;
     let now = Instant::now();
     let requested = state.config.scope.clone();
     state.sessions.with(&id, now, |s| match result {
         Ok(reply) => {
+            s.end_refresh();
             let tokens = tokens_from_reply(reply, s.tokens.as_ref(), &requested, now);
             let rotated = tokens.refresh_token.as_deref() != Some(old.as_str());
             s.flash_notice = Some(if rotated {
@@ -239,6 +249,7 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest, form: web::Fo
             tracing::info!(rotated, "tokens refreshed");
         }
         Err(e) => {
+            s.end_refresh();
             tracing::warn!(error = %e, "refresh failed");
             s.flash_error = Some(format!("Refreshing failed. {e}"));
         }

@@ -57,6 +57,9 @@ pub struct Session {
     /// Shown on the next page, then dropped (post/redirect/get).
     pub flash_error: Option<String>,
     pub flash_notice: Option<String>,
+    /// When the refresh now under way started. A refresh token is good for one use: a second
+    /// refresh sent with it (a double click) would be reuse, and Tessera would revoke the grant.
+    refresh_started: Option<Instant>,
     last_seen: Instant,
 }
 
@@ -69,9 +72,42 @@ impl Session {
             last_call: None,
             flash_error: None,
             flash_notice: None,
+            refresh_started: None,
             last_seen: now,
         }
     }
+
+    /// The refresh token to use, unless a refresh is already under way (or there is none). A
+    /// refresh that began over [`REFRESH_STALE`] ago is taken as abandoned: its request ended
+    /// without reaching [`Session::end_refresh`].
+    pub fn begin_refresh(&mut self, now: Instant) -> Result<String, RefreshRefused> {
+        if self
+            .refresh_started
+            .is_some_and(|t| now.saturating_duration_since(t) < REFRESH_STALE)
+        {
+            return Err(RefreshRefused::UnderWay);
+        }
+        let token = self
+            .tokens
+            .as_ref()
+            .and_then(|t| t.refresh_token.clone())
+            .ok_or(RefreshRefused::NoRefreshToken)?;
+        self.refresh_started = Some(now);
+        Ok(token)
+    }
+
+    pub fn end_refresh(&mut self) {
+        self.refresh_started = None;
+    }
+}
+
+/// Longer than the back channel's timeout, so a live refresh is never taken as abandoned.
+pub const REFRESH_STALE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefreshRefused {
+    NoRefreshToken,
+    UnderWay,
 }
 
 /// All sessions, bounded in count and idle time.
@@ -253,5 +289,32 @@ mod tests {
         );
         assert!(store.rotate(&new_id, now + HOUR * 2).is_none(), "idled out");
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn one_refresh_at_a_time_per_session() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0);
+        assert_eq!(s.begin_refresh(t0), Err(RefreshRefused::NoRefreshToken));
+        s.tokens = Some(Tokens {
+            access_token: "tsa_a".into(),
+            token_type: "Bearer".into(),
+            refresh_token: Some("tsr_r".into()),
+            id_token: None,
+            scope: "read".into(),
+            expires_in: None,
+            obtained_at: t0,
+            revoked: false,
+        });
+        assert_eq!(s.begin_refresh(t0).as_deref(), Ok("tsr_r"));
+        assert_eq!(
+            s.begin_refresh(t0 + Duration::from_secs(1)),
+            Err(RefreshRefused::UnderWay)
+        );
+        s.end_refresh();
+        assert!(s.begin_refresh(t0 + Duration::from_secs(2)).is_ok());
+        // Never ended (its request was dropped): abandoned after REFRESH_STALE.
+        assert!(s.begin_refresh(t0 + Duration::from_secs(3)).is_err());
+        assert!(s.begin_refresh(t0 + Duration::from_secs(2) + REFRESH_STALE).is_ok());
     }
 }
