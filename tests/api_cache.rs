@@ -77,14 +77,7 @@ async fn the_cache_saves_introspections_and_bounds_staleness() {
     let doomed = tessera.issue("read").await;
     assert_eq!(api.get("/api/protected", Some(&doomed)).await.status, StatusCode::OK);
     let cached_at = Instant::now();
-    let r = tessera
-        .post_form(
-            "/oauth/revoke",
-            Some(("demo-client", "demo-secret")),
-            &[("token", &doomed)],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    tessera.revoke(&doomed).await;
     let wait = (cached_at + TTL + Duration::from_millis(50)).saturating_duration_since(Instant::now());
     actix_rt::time::sleep(wait).await;
     let before = introspections(&tessera).await;

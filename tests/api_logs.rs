@@ -66,13 +66,7 @@ async fn no_token_or_secret_reaches_the_log_at_trace_level() {
         api.get("/api/protected", Some("tsa_made_up_token_value")).await.status,
         401
     );
-    tessera
-        .post_form(
-            "/oauth/revoke",
-            Some(("demo-client", "demo-secret")),
-            &[("token", &access)],
-        )
-        .await;
+    tessera.revoke(&access).await;
     actix_rt::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(api.get("/api/protected", Some(&access)).await.status, 401);
 

@@ -153,6 +153,18 @@ impl TestServer {
         .await
     }
 
+    /// Revokes `token` as demo-client (RFC 7009) and checks that Tessera answered 200.
+    pub async fn revoke(&self, token: &str) {
+        let r = self
+            .post_form(
+                "/oauth/revoke",
+                Some(("demo-client", "demo-secret")),
+                &[("token", token)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+
     /// Introspects as the api-server resource server.
     pub async fn introspect(&self, token: &str) -> Value {
         let r = self
