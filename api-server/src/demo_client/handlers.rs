@@ -235,23 +235,24 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest, form: web::Fo
     let result = state.backchannel.refresh(&old).await;
     let now = Instant::now();
     let requested = state.config.scope.clone();
-    state.sessions.with(&id, now, |s| match result {
-        Ok(reply) => {
-            s.end_refresh();
-            let tokens = tokens_from_reply(reply, s.tokens.as_ref(), &requested, now);
-            let rotated = tokens.refresh_token.as_deref() != Some(old.as_str());
-            s.flash_notice = Some(if rotated {
-                "Tokens refreshed: a new access token, and the refresh token rotated.".into()
-            } else {
-                "Tokens refreshed: a new access token; Tessera kept the same refresh token.".into()
-            });
-            s.tokens = Some(tokens);
-            tracing::info!(rotated, "tokens refreshed");
-        }
-        Err(e) => {
-            s.end_refresh();
-            tracing::warn!(error = %e, "refresh failed");
-            s.flash_error = Some(format!("Refreshing failed. {e}"));
+    state.sessions.with(&id, now, |s| {
+        s.end_refresh();
+        match result {
+            Ok(reply) => {
+                let tokens = tokens_from_reply(reply, s.tokens.as_ref(), &requested, now);
+                let rotated = tokens.refresh_token.as_deref() != Some(old.as_str());
+                s.flash_notice = Some(if rotated {
+                    "Tokens refreshed: a new access token, and the refresh token rotated.".into()
+                } else {
+                    "Tokens refreshed: a new access token; Tessera kept the same refresh token.".into()
+                });
+                s.tokens = Some(tokens);
+                tracing::info!(rotated, "tokens refreshed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh failed");
+                s.flash_error = Some(format!("Refreshing failed. {e}"));
+            }
         }
     });
     see_other("/", None)
