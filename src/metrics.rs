@@ -144,7 +144,8 @@ pub fn code_issued() {
     counter!(CODES_ISSUED).increment(1);
 }
 
-/// `result` is `success`, `failure` or `locked`.
+/// `result` is `success`, `failure` (the password was checked and wrong), `locked`, or `busy`
+/// (no password check was free in time; the attempt was not checked).
 pub fn sign_in(result: &'static str) {
     counter!(SIGN_INS, "result" => result).increment(1);
 }

@@ -23,7 +23,7 @@ use crate::signing::SigningKeys;
 use crate::store::{ClientRecord, ClientRegistry, StoreError, TokenClaims, TokenRecord, TokenType, UserRegistry};
 
 pub use code_flow::SignedIn;
-pub use throttle::{ThrottlePolicy, Verdict};
+pub use throttle::{Admission, Reservation, ThrottlePolicy};
 pub use users::{LoginOutcome, UserInfo};
 
 /// Longest string accepted as a token; anything longer cannot be one of ours and is answered
@@ -168,6 +168,8 @@ struct Inner {
     refresh_ttl: Option<u64>,
     code_ttl: u64,
     throttle: throttle::Throttle,
+    /// One permit per core: at most this many argon2 checks run at once (`users::sign_in`).
+    password_checks: Arc<tokio::sync::Semaphore>,
     counters: HotCounters,
     /// Compared against when the client id is unknown, so that an unknown client costs the
     /// same time as a wrong secret.
@@ -201,6 +203,9 @@ impl Authority {
                 refresh_ttl: config.refresh_ttl.map(|d| d.as_secs()),
                 code_ttl: config.code_ttl.as_secs(),
                 throttle: throttle::Throttle::new(config.throttle),
+                password_checks: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )),
                 counters: HotCounters::new(),
                 decoy,
                 decoy_password,

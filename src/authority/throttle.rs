@@ -7,6 +7,14 @@
 //! allowance of a username, since several people may share one address. Counts live in memory:
 //! a restart forgives, which costs an attacker a restart they cannot cause.
 //!
+//! A sign-in *reserves* a failure before its password is checked ([`Throttle::reserve`]): the
+//! check and the count are one step under the entry's lock, so concurrent attempts for one name
+//! draw on the same allowance and at most `lockout_after` of them are ever admitted in a
+//! window, however many arrive at once. The reservation is then settled: a failure keeps it
+//! ([`Throttle::failed`]), a success clears the username ([`Throttle::succeeded`]), and a check
+//! that never ran gives it back ([`Throttle::give_back`]). A reservation that is dropped
+//! unsettled (the request went away) stays counted as a failure.
+//!
 //! Time is a value (`now`, seconds), so the rules are tested without waiting.
 
 use std::net::IpAddr;
@@ -46,19 +54,67 @@ impl Default for ThrottlePolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Go ahead and check the password.
-    Allow,
+/// The answer to [`Throttle::reserve`].
+#[derive(Debug)]
+pub enum Admission {
+    /// Go ahead and check the password; settle the reservation with its result.
+    Admitted(Reservation),
     /// Refuse without checking the password, for this many more seconds.
     Locked { retry_after: u64 },
 }
 
+/// A failure counted in advance for one sign-in attempt, until it is settled.
+#[must_use = "a reservation is settled with failed, succeeded or give_back"]
+#[derive(Debug)]
+pub struct Reservation {
+    user: String,
+    user_generation: u32,
+    addr: Option<(IpAddr, u32)>,
+    /// The username's failures in the window, this one included: it sets the delay.
+    count: u32,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Failures {
+    /// Failures in the current window, reservations not yet settled included.
     count: u32,
     last: u64,
     locked_until: u64,
+    /// Changes whenever the count starts afresh, so that giving back a reservation of an
+    /// earlier window changes nothing.
+    generation: u32,
+}
+
+impl Failures {
+    /// Starts the count afresh when the window has passed or the lock has ended.
+    fn refresh(&mut self, now: u64, window_secs: u64) {
+        let lock_ended = self.locked_until != 0 && self.locked_until <= now;
+        if lock_ended || (self.count > 0 && now.saturating_sub(self.last) > window_secs) {
+            self.count = 0;
+            self.locked_until = 0;
+            self.generation = self.generation.wrapping_add(1);
+        }
+    }
+
+    fn count_one(&mut self, now: u64, limit: u32, lockout_secs: u64) {
+        self.count += 1;
+        self.last = now;
+        if self.count >= limit {
+            self.locked_until = now + lockout_secs;
+        }
+    }
+
+    /// Takes a reservation of this window back; a lock it completed is lifted with it (no
+    /// reservation is admitted while a lock stands, so the lock of this window came from
+    /// reaching the limit).
+    fn give_back(&mut self, generation: u32, limit: u32) {
+        if self.generation == generation && self.count > 0 {
+            self.count -= 1;
+            if self.count < limit {
+                self.locked_until = 0;
+            }
+        }
+    }
 }
 
 pub struct Throttle {
@@ -81,60 +137,97 @@ impl Throttle {
         username.to_lowercase()
     }
 
-    /// Whether a sign-in as `username` from `addr` may be checked at `now`.
-    pub fn check(&self, username: &str, addr: Option<IpAddr>, now: u64) -> Verdict {
-        let user = self.users.get(&Self::user_key(username)).map(|f| *f);
-        let addr = addr.and_then(|a| self.addrs.get(&a).map(|f| *f));
-        let until = user.into_iter().chain(addr).map(|f| f.locked_until).max().unwrap_or(0);
-        if until > now {
-            Verdict::Locked {
-                retry_after: until - now,
-            }
-        } else {
-            Verdict::Allow
-        }
+    fn addr_limit(&self) -> u32 {
+        self.policy.lockout_after.saturating_mul(ADDRESS_FACTOR)
     }
 
-    /// Records a failed sign-in and returns how long to wait before answering it.
-    pub fn failed(&self, username: &str, addr: Option<IpAddr>, now: u64) -> Duration {
+    /// Admits a sign-in as `username` from `addr` at `now` and counts it as a failure at once,
+    /// or refuses it while the username or the address is locked (counting nothing).
+    pub fn reserve(&self, username: &str, addr: Option<IpAddr>, now: u64) -> Admission {
         let p = self.policy;
-        let bump = |f: &mut Failures, limit: u32| {
-            if now.saturating_sub(f.last) > p.window_secs {
-                f.count = 0;
-            }
-            f.count += 1;
-            f.last = now;
-            if f.count >= limit {
-                f.locked_until = now + p.lockout_secs;
-                f.count = 0;
-            }
-        };
+        // Pruned before any entry is held: `retain` locks every shard of the map.
         if self.users.len() >= MAX_ENTRIES {
-            self.users.retain(|_, f| now.saturating_sub(f.last) <= p.window_secs);
+            self.users
+                .retain(|_, f| now.saturating_sub(f.last) <= p.window_secs || f.locked_until > now);
         }
-        let count = {
-            let mut f = self.users.entry(Self::user_key(username)).or_default();
-            bump(&mut f, p.lockout_after);
-            f.count
-        };
-        if let Some(a) = addr {
-            if self.addrs.len() >= MAX_ENTRIES {
-                self.addrs.retain(|_, f| now.saturating_sub(f.last) <= p.window_secs);
-            }
-            bump(&mut self.addrs.entry(a).or_default(), p.lockout_after * ADDRESS_FACTOR);
+        if addr.is_some() && self.addrs.len() >= MAX_ENTRIES {
+            self.addrs
+                .retain(|_, f| now.saturating_sub(f.last) <= p.window_secs || f.locked_until > now);
+        }
+        let key = Self::user_key(username);
+        // Always the username's entry first, then the address's: one order, no deadlock. Both
+        // stay held from the lock check to the count, so the two are one step.
+        let mut user = self.users.entry(key.clone()).or_default();
+        user.refresh(now, p.window_secs);
+        let mut address = addr.map(|a| (a, self.addrs.entry(a).or_default()));
+        if let Some((_, f)) = address.as_mut() {
+            f.refresh(now, p.window_secs);
+        }
+        let until = user
+            .locked_until
+            .max(address.as_ref().map_or(0, |(_, f)| f.locked_until));
+        if until > now {
+            return Admission::Locked {
+                retry_after: until - now,
+            };
+        }
+        user.count_one(now, p.lockout_after, p.lockout_secs);
+        let addr = address.as_mut().map(|(a, f)| {
+            f.count_one(now, self.addr_limit(), p.lockout_secs);
+            (*a, f.generation)
+        });
+        Admission::Admitted(Reservation {
+            user: key,
+            user_generation: user.generation,
+            addr,
+            count: user.count,
+        })
+    }
+
+    /// The password was wrong: the reservation stands as a failure. Returns how long to wait
+    /// before answering it.
+    pub fn failed(&self, reservation: Reservation) -> Duration {
+        let p = self.policy;
+        let count = reservation.count;
+        if count >= p.lockout_after {
+            // The failure that locked the name waits longest.
+            return p.max_delay;
         }
         match count.checked_sub(p.free_failures + 1) {
-            // The failure that locked the name reset its count to 0: answer it at the full delay.
-            _ if count == 0 => p.max_delay,
             None => Duration::ZERO,
             Some(over) => p.base_delay.saturating_mul(1 << over.min(16)).min(p.max_delay),
         }
     }
 
-    /// A successful sign-in clears the username's failures (not the address's: one good password
-    /// from an address says nothing about its other attempts).
-    pub fn succeeded(&self, username: &str) {
-        self.users.remove(&Self::user_key(username));
+    /// A successful sign-in clears the username's failures. The address keeps its earlier
+    /// failures (one good password from an address says nothing about its other attempts) but
+    /// not this reservation, which was no failure.
+    pub fn succeeded(&self, reservation: Reservation) {
+        // Reset rather than removed: a new generation keeps a late give-back of an attempt
+        // reserved before this success from counting against the fresh window.
+        if let Some(mut f) = self.users.get_mut(&reservation.user) {
+            *f = Failures {
+                generation: f.generation.wrapping_add(1),
+                ..Failures::default()
+            };
+        }
+        self.give_back_addr(reservation.addr);
+    }
+
+    /// The password was never checked (the server was too busy): the reservation is returned.
+    pub fn give_back(&self, reservation: Reservation) {
+        if let Some(mut f) = self.users.get_mut(&reservation.user) {
+            f.give_back(reservation.user_generation, self.policy.lockout_after);
+        }
+        self.give_back_addr(reservation.addr);
+    }
+
+    fn give_back_addr(&self, addr: Option<(IpAddr, u32)>) {
+        if let Some((a, generation)) = addr {
+            if let Some(mut f) = self.addrs.get_mut(&a) {
+                f.give_back(generation, self.addr_limit());
+            }
+        }
     }
 }
 
@@ -155,41 +248,66 @@ mod tests {
 
     const ADDR: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
 
+    fn admitted(t: &Throttle, name: &str, addr: Option<IpAddr>, now: u64) -> Reservation {
+        match t.reserve(name, addr, now) {
+            Admission::Admitted(r) => r,
+            Admission::Locked { retry_after } => panic!("{name} locked for {retry_after} s"),
+        }
+    }
+
+    /// A sign-in that reaches the password check and fails; returns its delay.
+    fn fail(t: &Throttle, name: &str, addr: Option<IpAddr>, now: u64) -> Duration {
+        let r = admitted(t, name, addr, now);
+        t.failed(r)
+    }
+
+    fn locked(t: &Throttle, name: &str, addr: Option<IpAddr>, now: u64) -> Option<u64> {
+        match t.reserve(name, addr, now) {
+            Admission::Admitted(r) => {
+                t.give_back(r);
+                None
+            }
+            Admission::Locked { retry_after } => Some(retry_after),
+        }
+    }
+
     #[test]
     fn delays_grow_then_the_name_is_locked_for_a_while() {
         let t = Throttle::new(policy());
-        let delays: Vec<u128> = (0..3).map(|_| t.failed("alice", ADDR, 10).as_millis()).collect();
+        let delays: Vec<u128> = (0..3).map(|_| fail(&t, "alice", ADDR, 10).as_millis()).collect();
         assert_eq!(delays, [0, 0, 100]);
-        assert_eq!(t.check("alice", ADDR, 10), Verdict::Allow);
+        assert_eq!(locked(&t, "alice", ADDR, 10), None);
         assert_eq!(
-            t.failed("Alice", ADDR, 11).as_millis(),
+            fail(&t, "Alice", ADDR, 11).as_millis(),
             1000,
             "the locking failure waits longest"
         );
-        assert_eq!(t.check("alice", None, 12), Verdict::Locked { retry_after: 59 });
+        assert_eq!(locked(&t, "alice", None, 12), Some(59));
+        assert_eq!(locked(&t, "ALICE", None, 12), Some(59), "case does not matter");
+        assert_eq!(locked(&t, "bob", None, 12), None, "other names are not affected");
+        assert_eq!(locked(&t, "alice", None, 71), None, "the lock ends");
         assert_eq!(
-            t.check("ALICE", None, 12),
-            Verdict::Locked { retry_after: 59 },
-            "case does not matter"
+            fail(&t, "alice", None, 71).as_millis(),
+            0,
+            "and the count starts afresh"
         );
-        assert_eq!(t.check("bob", None, 12), Verdict::Allow, "other names are not affected");
-        assert_eq!(t.check("alice", None, 71), Verdict::Allow, "the lock ends");
     }
 
     #[test]
     fn old_failures_stop_counting_and_success_forgives() {
         let t = Throttle::new(policy());
         for now in [0, 1, 2] {
-            t.failed("alice", None, now);
+            fail(&t, "alice", None, now);
         }
         assert_eq!(
-            t.failed("alice", None, 200).as_millis(),
+            fail(&t, "alice", None, 200).as_millis(),
             0,
             "outside the window: counted afresh"
         );
-        t.failed("alice", None, 201);
-        t.succeeded("alice");
-        assert_eq!(t.failed("alice", None, 202).as_millis(), 0);
+        fail(&t, "alice", None, 201);
+        let r = admitted(&t, "alice", None, 202);
+        t.succeeded(r);
+        assert_eq!(fail(&t, "alice", None, 202).as_millis(), 0);
     }
 
     #[test]
@@ -197,9 +315,104 @@ mod tests {
         let t = Throttle::new(policy());
         // 4 × 5 failures from one address, spread over names that each stay under their limit.
         for i in 0..20 {
-            t.failed(&format!("user{}", i % 10), ADDR, 5);
+            fail(&t, &format!("user{}", i % 10), ADDR, 5);
         }
-        assert!(matches!(t.check("someone-else", ADDR, 6), Verdict::Locked { .. }));
-        assert_eq!(t.check("someone-else", None, 6), Verdict::Allow);
+        assert!(locked(&t, "someone-else", ADDR, 6).is_some());
+        assert_eq!(locked(&t, "someone-else", None, 6), None);
+    }
+
+    #[test]
+    fn a_reservation_counts_before_its_check_is_settled() {
+        let t = Throttle::new(policy());
+        let pending: Vec<Reservation> = (0..4).map(|_| admitted(&t, "alice", ADDR, 10)).collect();
+        assert_eq!(
+            locked(&t, "alice", None, 10),
+            Some(60),
+            "four checks under way use up the allowance"
+        );
+        for r in pending {
+            t.failed(r);
+        }
+        assert_eq!(locked(&t, "alice", None, 10), Some(60));
+    }
+
+    #[test]
+    fn giving_back_returns_the_allowance_and_lifts_the_lock_it_completed() {
+        let t = Throttle::new(policy());
+        let mut pending: Vec<Reservation> = (0..4).map(|_| admitted(&t, "alice", ADDR, 10)).collect();
+        assert!(locked(&t, "alice", None, 10).is_some());
+        t.give_back(pending.pop().unwrap());
+        let again = admitted(&t, "alice", ADDR, 10);
+        assert!(
+            locked(&t, "alice", None, 10).is_some(),
+            "the allowance is used up again"
+        );
+        t.failed(again);
+        for r in pending {
+            t.failed(r);
+        }
+        assert!(locked(&t, "alice", None, 10).is_some());
+    }
+
+    #[test]
+    fn a_late_give_back_from_an_earlier_window_changes_nothing() {
+        let t = Throttle::new(policy());
+        let old = admitted(&t, "alice", None, 0);
+        for _ in 0..3 {
+            fail(&t, "alice", None, 200);
+        }
+        t.give_back(old);
+        assert_eq!(
+            fail(&t, "alice", None, 200).as_millis(),
+            1000,
+            "the fourth failure of this window locks"
+        );
+        assert!(locked(&t, "alice", None, 201).is_some());
+    }
+
+    #[test]
+    fn successes_from_an_address_do_not_count_against_it() {
+        let t = Throttle::new(policy());
+        for i in 0..50 {
+            let r = admitted(&t, &format!("user{i}"), ADDR, 5);
+            t.succeeded(r);
+        }
+        assert_eq!(locked(&t, "someone-else", ADDR, 5), None);
+    }
+
+    #[test]
+    fn many_threads_at_once_never_get_more_than_the_allowance() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Barrier;
+        let t = Throttle::new(ThrottlePolicy {
+            lockout_after: 10,
+            ..policy()
+        });
+        let threads = 16;
+        let start = Barrier::new(threads);
+        let kept = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for n in 0..threads {
+                let (t, start, kept) = (&t, &start, &kept);
+                s.spawn(move || {
+                    start.wait();
+                    for i in 0..200 {
+                        if let Admission::Admitted(r) = t.reserve("alice", ADDR, 10) {
+                            // Every third admitted check "times out" and gives its place back.
+                            if (n + i) % 3 == 0 {
+                                t.give_back(r);
+                            } else {
+                                t.failed(r);
+                                kept.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let kept = kept.into_inner();
+        assert!(kept <= 10, "{kept} failures were checked, the allowance is 10");
+        assert!(kept > 0);
+        assert!(locked(&t, "alice", None, 10).is_some());
     }
 }

@@ -367,6 +367,22 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
             }
             res
         }
+        Ok(LoginOutcome::Busy { retry_after }) => {
+            let error = Some("Too many sign-ins at the moment. Try again in a few seconds.".to_owned());
+            let mut res = login_page(
+                &state,
+                &req,
+                StatusCode::TOO_MANY_REQUESTS,
+                &form.params,
+                &request,
+                username,
+                error,
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            res
+        }
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed on the server side");
             internal_error()
