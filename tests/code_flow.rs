@@ -204,12 +204,20 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     );
     assert_eq!(s.introspect(&a1).await["username"], "alice");
 
-    let wider = refresh(&s, &r1, Some("openid read write")).await;
-    assert_eq!(wider.json["error"], "invalid_scope", "never widen: {}", wider.text);
-    // The refused request did not spend r1.
-    let third = refresh(&s, &r1, None).await;
+    // The new refresh token keeps the grant's scope (RFC 6749 §6): only the access token narrowed.
+    assert_eq!(s.introspect(&a1).await["scope"], "openid read");
+    assert_eq!(s.introspect(&r1).await["scope"], "openid read write");
+    let wider = refresh(&s, &r1, Some("openid read write email")).await;
+    assert_eq!(
+        wider.json["error"], "invalid_scope",
+        "never wider than the grant: {}",
+        wider.text
+    );
+    // The refused request did not spend r1, and the whole grant may be asked for again.
+    let third = refresh(&s, &r1, Some("openid read write")).await;
     let (a2, r2) = (token(&third, "access_token"), token(&third, "refresh_token"));
-    assert_eq!(third.json["scope"], "openid read");
+    assert_eq!(third.json["scope"], "openid read write");
+    assert_eq!(s.introspect(&a2).await["scope"], "openid read write");
 
     // Reusing r0 (already exchanged) revokes every token of the grant, however far it went.
     let reuse = refresh(&s, &r0, None).await;

@@ -13,6 +13,7 @@ use actix::prelude::*;
 use metrics::{Gauge, Histogram};
 
 use crate::crypto::TokenDigest;
+use crate::oauth::Scope;
 use crate::store::{CodeRecord, Durable, GroupCommit, Redeem, StoreError, TokenPartition, TokenRecord, TokenType};
 
 /// Room for bursts from every HTTP worker before senders wait.
@@ -158,17 +159,24 @@ pub enum Rotation {
     /// A refresh token that was already exchanged: someone replayed it. The caller revokes the
     /// family.
     Reused(TokenDigest),
+    /// A live refresh token of the caller, but the scope asked for is not within its grant
+    /// (RFC 6749 §6). The token was not spent, so a client's mistake does not look like reuse
+    /// at its next, correct refresh.
+    ScopeExceeded,
     /// Not a live refresh token of this client: unknown, expired, revoked, an access token, or
     /// another client's.
     Invalid,
 }
 
-/// Exchange a refresh token of `client_id` at `now` (refresh rotation, OAuth 2.1 §4.3.1).
+/// Exchange a refresh token of `client_id` at `now` (refresh rotation, OAuth 2.1 §4.3.1), if
+/// `requested` (when given) is within the token's scope: the check and the rotation are one
+/// message, so they cannot race.
 #[derive(Message)]
 #[rtype(result = "Result<Rotation, StoreError>")]
 pub struct RotateRefresh {
     pub digest: TokenDigest,
     pub client_id: String,
+    pub requested: Option<Scope>,
     pub now: u64,
 }
 
@@ -187,6 +195,12 @@ impl Handler<RotateRefresh> for TokenShard {
         match (c.token_type, c.family) {
             (TokenType::UsedRefresh, Some(family)) => Ok(Rotation::Reused(family)),
             (TokenType::Refresh, _) => {
+                let within = msg.requested.as_ref().is_none_or(|requested| {
+                    Scope::parse(&c.scope).is_ok_and(|granted| requested.is_subset_of(granted.tokens()))
+                });
+                if !within {
+                    return Ok(Rotation::ScopeExceeded);
+                }
                 let record = record.clone();
                 self.partition.mark_refresh_used(&msg.digest)?;
                 Ok(Rotation::Rotated(record, self.commit.durable()))

@@ -45,7 +45,11 @@ struct IdTokenClaims<'a> {
 /// What the tokens of one grant share.
 struct UserGrant<'a> {
     client: &'a ClientRecord,
+    /// The grant's scope, which its refresh tokens carry.
     scope: String,
+    /// The scope of the access token (and of the ID token's presence): the grant's, or a
+    /// narrower one asked for at a refresh.
+    access_scope: String,
     sub: String,
     username: String,
     family: TokenDigest,
@@ -128,6 +132,7 @@ impl Authority {
         }
         let grant = UserGrant {
             client,
+            access_scope: record.scope.clone(),
             scope: record.scope,
             sub: record.sub,
             username: record.username,
@@ -151,24 +156,14 @@ impl Authority {
         let Some(digest) = self.presented_digest(refresh_token) else {
             return Err(invalid_grant("the refresh token is invalid, expired or revoked"));
         };
-        // A request for more than the grant is refused before the token is spent, so a client's
-        // mistake does not look like reuse at its next, correct refresh. The scope of a token never
-        // changes, so reading it ahead of the rotation cannot race with it.
-        if let Some(requested) = &requested {
-            if let Some(current) = self.inner.shards.introspect(digest, now).await? {
-                let granted = Scope::parse(&current.claims.scope)?;
-                if current.claims.client_id == client.client_id && !requested.is_subset_of(granted.tokens()) {
-                    return Err(
-                        OAuthError::InvalidScope("the requested scope exceeds the original grant".into()).into(),
-                    );
-                }
-            }
-        }
         let msg = RotateRefresh {
             digest,
             client_id: client.client_id.clone(),
+            // An empty scope asks for nothing in particular: the grant's scope.
+            requested: requested.filter(|s| !s.is_empty()),
             now,
         };
+        let access_scope = msg.requested.as_ref().map(Scope::to_wire);
         let (record, durable) = match self.inner.shards.send(&digest, msg).await?? {
             Rotation::Rotated(record, durable) => (record, durable),
             Rotation::Reused(family) => {
@@ -178,25 +173,23 @@ impl Authority {
                     "the refresh token was already used; the grant is revoked",
                 ));
             }
+            // RFC 6749 §6: a refresh may narrow the scope, never widen it.
+            Rotation::ScopeExceeded => {
+                return Err(OAuthError::InvalidScope("the requested scope exceeds the original grant".into()).into())
+            }
             Rotation::Invalid => return Err(invalid_grant("the refresh token is invalid, expired or revoked")),
         };
         durable.await?;
         let c = &record.claims;
-        let granted = Scope::parse(&c.scope)?;
-        let scope = match requested {
-            // RFC 6749 §6: a refresh may narrow the scope, never widen it.
-            Some(s) if !s.is_subset_of(granted.tokens()) => {
-                return Err(OAuthError::InvalidScope("the requested scope exceeds the original grant".into()).into())
-            }
-            Some(s) if !s.is_empty() => s.to_wire(),
-            _ => c.scope.clone(),
-        };
         let (Some(sub), Some(username), Some(family)) = (c.sub.clone(), c.username.clone(), c.family) else {
             return Err(invalid_grant("the refresh token is invalid, expired or revoked"));
         };
         let grant = UserGrant {
             client,
-            scope,
+            // RFC 6749 §6: the new refresh token keeps the grant's scope; only the access token
+            // narrows, so a later refresh may ask for the whole grant again.
+            access_scope: access_scope.unwrap_or_else(|| c.scope.clone()),
+            scope: c.scope.clone(),
             sub,
             username,
             family,
@@ -211,11 +204,11 @@ impl Authority {
     /// Issues the access token, the refresh token (if the client may refresh) and the ID token
     /// (if `openid` was granted) of a user grant, and returns them once all are durable.
     async fn issue_user_tokens(&self, g: &UserGrant<'_>, now: u64) -> Result<IssuedToken, AuthorityError> {
-        let claims = |token_type| {
+        let claims = |token_type, scope: &String| {
             Arc::new(TokenClaims {
                 token_type,
                 client_id: g.client.client_id.clone(),
-                scope: g.scope.clone(),
+                scope: scope.clone(),
                 sub: Some(g.sub.clone()),
                 aud: None,
                 username: Some(g.username.clone()),
@@ -224,12 +217,12 @@ impl Authority {
             })
         };
         let access = TokenRecord {
-            claims: claims(TokenType::Access),
+            claims: claims(TokenType::Access, &g.access_scope),
             iat: now,
             exp: now + self.inner.access_ttl,
         };
         let refresh = g.client.may_use(GrantType::RefreshToken).then(|| TokenRecord {
-            claims: claims(TokenType::Refresh),
+            claims: claims(TokenType::Refresh, &g.scope),
             iat: now,
             exp: self.refresh_exp(now),
         });
@@ -244,7 +237,7 @@ impl Authority {
             }
             None => (self.issue(TokenKind::Access, access).await?, None),
         };
-        let id_token = Scope::parse(&g.scope)?
+        let id_token = Scope::parse(&g.access_scope)?
             .contains("openid")
             .then(|| self.id_token(g, &access_token, now))
             .transpose()?;
@@ -252,7 +245,7 @@ impl Authority {
             access_token,
             token_type: "Bearer",
             expires_in: self.inner.access_ttl,
-            scope: g.scope.clone(),
+            scope: g.access_scope.clone(),
             refresh_token,
             id_token,
         })
