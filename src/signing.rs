@@ -316,6 +316,17 @@ fn jwk(kid: &str, public: &Public) -> serde_json::Value {
     }
 }
 
+/// A signing key made and not yet in use (nor written): see [`SigningKeys::rotate_to`]. `Debug`
+/// shows its kid, never the key.
+#[derive(Debug)]
+pub struct NewKey(Key);
+
+impl NewKey {
+    pub fn generate(alg: Algorithm, now: u64) -> Result<Self, KeyStoreError> {
+        Key::generate(alg, now).map(NewKey)
+    }
+}
+
 /// The signing keys of one data directory: `<data_dir>/keys/<kid>.json`, each file mode 0600
 /// holding {kid, alg, created (unix secs), retired: Option<unix secs>, private key as base64 PKCS#8 DER}.
 pub struct SigningKeys {
@@ -401,7 +412,15 @@ impl SigningKeys {
     /// rewritten is retired by the next load (it sees two active keys and keeps the newer), and a
     /// file that could not be deleted is tried again at the next rotation.
     pub fn rotate(&mut self, alg: Algorithm, now: u64, publish_for: u64) -> Result<String, KeyStoreError> {
-        let fresh = Key::generate(alg, now)?;
+        self.rotate_to(NewKey::generate(alg, now)?, now, publish_for)
+    }
+
+    /// [`rotate`](Self::rotate) to a key made beforehand with [`NewKey::generate`], so that a
+    /// caller holding these keys behind a lock makes the key (tenths of a second for RSA)
+    /// before it takes the lock, and holds it only to write the files and swap.
+    pub fn rotate_to(&mut self, fresh: NewKey, now: u64, publish_for: u64) -> Result<String, KeyStoreError> {
+        let NewKey(fresh) = fresh;
+        let alg = fresh.alg;
         fresh.write(&self.dir)?;
         let mut previous = std::mem::replace(&mut self.active, fresh);
         previous.retired = Some(now);

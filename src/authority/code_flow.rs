@@ -289,12 +289,15 @@ impl Authority {
 
     /// Adds a new signing key of `alg` and retires the current one; returns the new key id.
     pub fn rotate_signing_key(&self, alg: crate::signing::Algorithm, now: u64) -> Result<String, AuthorityError> {
+        // Made before the write lock is taken: while an RSA key is generated, ID tokens are
+        // still signed and the JWKS still served.
+        let fresh = crate::signing::NewKey::generate(alg, now).map_err(|e| AuthorityError::Internal(e.to_string()))?;
         let mut keys = self
             .inner
             .signing
             .write()
             .map_err(|_| AuthorityError::Internal("the signing keys lock is poisoned".into()))?;
-        keys.rotate(alg, now, self.inner.access_ttl)
+        keys.rotate_to(fresh, now, self.inner.access_ttl)
             .map_err(|e| AuthorityError::Internal(e.to_string()))
     }
 
