@@ -81,11 +81,20 @@ pub fn load_server_key(env_value: Option<&str>, key_file: &Path) -> Result<Serve
     }
 }
 
-/// Contents of `admin.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Contents of `admin.json`. `Debug` hides the token.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct AdminFile {
     pub url: String,
     pub token: String,
+}
+
+impl std::fmt::Debug for AdminFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminFile")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 pub fn admin_path(data_dir: &Path) -> PathBuf {
@@ -109,6 +118,17 @@ pub fn read_admin(data_dir: &Path) -> Result<AdminFile, DataDirError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_the_admin_file_hides_the_token() {
+        let admin = AdminFile {
+            url: "http://127.0.0.1:4000".into(),
+            token: "tsadm_s3cr3t".into(),
+        };
+        let shown = format!("{admin:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("127.0.0.1:4000"), "{shown}");
+    }
 
     #[test]
     fn key_is_generated_once_with_private_mode() {

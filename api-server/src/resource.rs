@@ -21,8 +21,8 @@ use crate::cache::{self, Cache, Cached, Digester};
 use crate::error::AuthError;
 use crate::introspect::{Introspector, TokenInfo, UpstreamError, Verdict};
 
-/// How to reach Tessera and how to cache and guard what it says.
-#[derive(Debug, Clone)]
+/// How to reach Tessera and how to cache and guard what it says. `Debug` hides the secret.
+#[derive(Clone)]
 pub struct ResourceServerConfig {
     /// Tessera's base URL; introspection is at `/oauth/introspect`.
     pub tessera_url: String,
@@ -41,6 +41,22 @@ pub struct ResourceServerConfig {
     pub breaker_open: Duration,
     /// Limit on one introspection call, connection included.
     pub upstream_timeout: Duration,
+}
+
+impl std::fmt::Debug for ResourceServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceServerConfig")
+            .field("tessera_url", &self.tessera_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("cache_ttl", &self.cache_ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_open", &self.breaker_open)
+            .field("upstream_timeout", &self.upstream_timeout)
+            .finish()
+    }
 }
 
 impl ResourceServerConfig {
@@ -229,6 +245,16 @@ fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_the_config_hides_the_secret() {
+        let shown = format!(
+            "{:?}",
+            ResourceServerConfig::new("http://127.0.0.1:4000", "api", "s3cr3t")
+        );
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("api"), "{shown}");
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use actix_web::{web, App, HttpResponse, HttpServer};

@@ -13,12 +13,22 @@ use crate::store::ClientRecord;
 
 /// The body of introspection and revocation requests. `token_type_hint` is not read: a server
 /// that cannot find the token under the hint must search all types anyway (RFC 7009 §2.1), and
-/// Tessera's lookup is the same for every type.
-#[derive(Debug, Deserialize)]
+/// Tessera's lookup is the same for every type. `Debug` hides the token and the secret.
+#[derive(Deserialize)]
 pub struct TokenParamForm {
     pub token: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for TokenParamForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenParamForm")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 fn authenticate(
@@ -82,4 +92,21 @@ pub async fn revoke(
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_form_hides_the_token_and_the_secret() {
+        let form = TokenParamForm {
+            token: Some("tsa_t0k3n".into()),
+            client_id: Some("api-server".into()),
+            client_secret: Some("s3cr3t".into()),
+        };
+        let shown = format!("{form:?}");
+        assert!(!shown.contains("t0k3n") && !shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("api-server"), "{shown}");
+    }
 }

@@ -35,8 +35,9 @@ impl GrantType {
 }
 
 /// The body of `POST /oauth/token` as parsed from the form; a repeated parameter is refused by
-/// the form parser before this exists (RFC 6749 §3.2).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// the form parser before this exists (RFC 6749 §3.2). `Debug` shows only whether each
+/// credential was given.
+#[derive(Clone, Default, Deserialize)]
 pub struct TokenForm {
     pub grant_type: Option<String>,
     pub scope: Option<String>,
@@ -46,6 +47,22 @@ pub struct TokenForm {
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let given = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("TokenForm")
+            .field("grant_type", &self.grant_type)
+            .field("scope", &self.scope)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &given(&self.client_secret))
+            .field("code", &given(&self.code))
+            .field("redirect_uri", &self.redirect_uri)
+            .field("code_verifier", &given(&self.code_verifier))
+            .field("refresh_token", &given(&self.refresh_token))
+            .finish()
+    }
 }
 
 /// A validated token request. `Debug` names the grant only: the others hold credentials.
@@ -126,6 +143,27 @@ pub const SUPPORTED_GRANT_TYPES: &[GrantType] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_the_form_shows_no_credential() {
+        let form = TokenForm {
+            grant_type: Some("refresh_token".into()),
+            client_id: Some("demo-client".into()),
+            client_secret: Some("secret-s3cr3t".into()),
+            code: Some("tsc_code-c0de".into()),
+            code_verifier: Some("verifier-v3r1f1er".into()),
+            refresh_token: Some("tsr_refresh-r3fr3sh".into()),
+            ..TokenForm::default()
+        };
+        let shown = format!("{form:?}");
+        for secret in ["s3cr3t", "c0de", "v3r1f1er", "r3fr3sh"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("demo-client") && shown.contains("refresh_token"),
+            "{shown}"
+        );
+    }
 
     fn form(grant: Option<&str>, scope: Option<&str>) -> TokenForm {
         TokenForm {

@@ -7,7 +7,9 @@ use clap::Parser;
 
 use crate::resource::ResourceServerConfig;
 
-#[derive(Debug, Parser)]
+/// No `Debug`: it holds the client secret, and [`ApiArgs::resource_server_config`] gives the
+/// redacted view.
+#[derive(Parser)]
 #[command(name = "api-server", version, about = "Tessera's demo resource server")]
 pub struct ApiArgs {
     /// Address to listen on.
