@@ -15,6 +15,11 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 3600;
 pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 8 * 3600;
+/// Ten minutes, the longest lifetime RFC 6749 §4.1.2 recommends for a code.
+pub const DEFAULT_CODE_TTL_SECS: u64 = 600;
+/// A configured client secret shorter than this draws a warning at start (see
+/// [`Settings::warnings`]).
+pub const MIN_CLIENT_SECRET_CHARS: usize = 32;
 /// See `store::durability` ("Commit delay") and BENCHMARKS.md for how it was chosen.
 pub const DEFAULT_COMMIT_DELAY_US: u64 = 250;
 
@@ -37,6 +42,8 @@ pub struct RawConfig {
     pub refresh_token_ttl_secs: Option<u64>,
     /// How long a sign-in lasts in the browser before the password is asked again.
     pub session_ttl_secs: Option<u64>,
+    /// Lifetime of an authorization code.
+    pub code_ttl_secs: Option<u64>,
     /// Algorithm of a newly created ID-token signing key: `RS256` (default) or `ES256`.
     pub id_token_alg: Option<String>,
     /// Failed sign-ins after which a username is locked, and for how long.
@@ -166,6 +173,9 @@ impl RawConfig {
         if let Some(v) = num(&env, "TESSERA_SESSION_TTL_SECS")? {
             self.session_ttl_secs = Some(v);
         }
+        if let Some(v) = num(&env, "TESSERA_CODE_TTL_SECS")? {
+            self.code_ttl_secs = Some(v);
+        }
         if let Some(v) = env("TESSERA_ID_TOKEN_ALG") {
             self.id_token_alg = Some(v);
         }
@@ -256,6 +266,10 @@ impl RawConfig {
         if session_ttl == 0 {
             return Err(ConfigError::Invalid("session_ttl_secs must be positive".into()));
         }
+        let code_ttl = self.code_ttl_secs.unwrap_or(DEFAULT_CODE_TTL_SECS);
+        if code_ttl == 0 {
+            return Err(ConfigError::Invalid("code_ttl_secs must be positive".into()));
+        }
         let mut throttle = crate::authority::ThrottlePolicy::default();
         if let Some(n) = self.login_lockout_after {
             if n == 0 {
@@ -281,6 +295,7 @@ impl RawConfig {
             access_token_ttl: Duration::from_secs(ttl),
             refresh_token_ttl: (refresh_ttl > 0).then(|| Duration::from_secs(refresh_ttl)),
             session_ttl: Duration::from_secs(session_ttl),
+            code_ttl: Duration::from_secs(code_ttl),
             id_token_alg,
             throttle,
             users,
@@ -310,6 +325,7 @@ pub struct Settings {
     /// `None`: refresh tokens never expire.
     pub refresh_token_ttl: Option<Duration>,
     pub session_ttl: Duration,
+    pub code_ttl: Duration,
     pub id_token_alg: crate::signing::Algorithm,
     pub throttle: crate::authority::ThrottlePolicy,
     /// Users created or updated at start.
@@ -333,6 +349,7 @@ impl std::fmt::Debug for Settings {
             .field("shard_threads", &self.shard_threads)
             .field("workers", &self.workers)
             .field("access_token_ttl", &self.access_token_ttl)
+            .field("code_ttl", &self.code_ttl)
             .field("commit_delay", &self.commit_delay)
             .field(
                 "clients",
@@ -344,6 +361,23 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
+    /// What is allowed but unwise in these settings, one sentence each, for the log at start:
+    /// client secrets shorter than [`MIN_CLIENT_SECRET_CHARS`] (a secret is only HMAC-digested,
+    /// so its strength is its length and randomness). Names the client, never the secret.
+    pub fn warnings(&self) -> Vec<String> {
+        self.clients
+            .iter()
+            .filter(|c| c.client_secret.chars().count() < MIN_CLIENT_SECRET_CHARS)
+            .map(|c| {
+                format!(
+                    "client {:?} has a client secret shorter than {MIN_CLIENT_SECRET_CHARS} characters; \
+                     use a long random one (`tessera client add` makes one)",
+                    c.client_id
+                )
+            })
+            .collect()
+    }
+
     /// Loads the file (if any), applies the process environment, validates.
     pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut raw = match config_file {
@@ -402,6 +436,48 @@ mod tests {
         .is_err());
         let dup = "[[users]]\nusername='a'\npassword='p'\n[[users]]\nusername='a'\npassword='q'";
         assert!(RawConfig::from_toml(dup).unwrap().validate().is_err());
+    }
+
+    #[test]
+    fn code_lifetime_is_a_setting() {
+        assert_eq!(
+            RawConfig::default().validate().unwrap().code_ttl,
+            Duration::from_secs(DEFAULT_CODE_TTL_SECS)
+        );
+        let mut raw = RawConfig::from_toml("code_ttl_secs = 30").unwrap();
+        assert_eq!(raw.validate().unwrap().code_ttl, Duration::from_secs(30));
+        raw = RawConfig::default();
+        raw.apply_env(|k| (k == "TESSERA_CODE_TTL_SECS").then(|| "45".into()))
+            .unwrap();
+        assert_eq!(raw.validate().unwrap().code_ttl, Duration::from_secs(45));
+        let zero = RawConfig::from_toml("code_ttl_secs = 0").unwrap().validate();
+        assert!(zero.is_err_and(|e| e.to_string().contains("code_ttl_secs")));
+    }
+
+    #[test]
+    fn short_client_secrets_draw_a_warning_that_names_no_secret() {
+        let long = "x".repeat(MIN_CLIENT_SECRET_CHARS);
+        let toml = format!(
+            "[[clients]]\nclient_id='weak'\nclient_secret='s3cr3t'\n\
+             [[clients]]\nclient_id='strong'\nclient_secret='{long}'"
+        );
+        let warnings = RawConfig::from_toml(&toml).unwrap().validate().unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("\"weak\""), "{warnings:?}");
+        assert!(!warnings[0].contains("s3cr3t"), "{warnings:?}");
+    }
+
+    #[test]
+    fn debug_of_the_settings_shows_no_secret() {
+        let toml = "[[clients]]\nclient_id='c'\nclient_secret='s3cr3t'\n\
+                    [[users]]\nusername='alice'\npassword='p4ssw0rd'";
+        let mut raw = RawConfig::from_toml(toml).unwrap();
+        raw.apply_env(|k| (k == "TESSERA_SERVER_KEY").then(|| "a2V5LWtleS1rZXk".into()))
+            .unwrap();
+        let shown = format!("{:?}", raw.validate().unwrap());
+        for secret in ["s3cr3t", "p4ssw0rd", "a2V5LWtleS1rZXk"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]

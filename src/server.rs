@@ -9,12 +9,12 @@ use actix_web::{middleware, web, App, HttpServer};
 use crate::actors::ShardRouter;
 use crate::admin::{ClientSpec, UserSpec};
 use crate::authority::{Authority, AuthorityConfig};
-use crate::config::Settings;
+use crate::config::{RawUser, Settings};
 use crate::crypto::random_string;
 use crate::datadir::{self, AdminFile};
 use crate::http::{self, AppState};
 use crate::signing::{KeyStoreError, SigningKeys};
-use crate::store::{GroupCommit, Store, StoreError};
+use crate::store::{GroupCommit, Store, StoreError, UserRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -42,6 +42,9 @@ pub struct Running {
 /// Starts Tessera. Must be called inside an actix `System`.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     crate::metrics::install();
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     datadir::ensure_dir(&settings.data_dir)?;
     let key = datadir::load_server_key(settings.server_key.as_deref(), &settings.server_key_file)?;
     let store_err = |source| StartError::Store {
@@ -64,13 +67,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let users = store.users().map_err(store_err)?;
     for raw in &settings.users {
         let existing = users.get(&raw.username).map_err(store_err)?;
-        let spec = UserSpec {
-            username: raw.username.clone(),
-            password: raw.password.clone(),
-            email: raw.email.clone(),
-            name: raw.name.clone(),
-        };
-        let record = spec.into_record(existing.as_ref()).map_err(|reason| StartError::User {
+        let record = seeded_user(raw, existing.as_ref()).map_err(|reason| StartError::User {
             username: raw.username.clone(),
             reason,
         })?;
@@ -106,7 +103,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             issuer: Arc::clone(&issuer),
             access_ttl: settings.access_token_ttl,
             refresh_ttl: settings.refresh_token_ttl,
-            code_ttl: std::time::Duration::from_secs(600),
+            code_ttl: settings.code_ttl,
             throttle: settings.throttle,
         },
     );
@@ -146,4 +143,54 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         server: server.run(),
         store,
     })
+}
+
+/// The record a `[[users]]` entry of the config stores at start. The stored hash is kept when it
+/// already verifies the configured password: a new hash (new salt) would change the user's
+/// session epoch and so end every session of the user at each restart.
+fn seeded_user(raw: &RawUser, existing: Option<&UserRecord>) -> Result<UserRecord, String> {
+    let spec = UserSpec {
+        username: raw.username.clone(),
+        password: raw.password.clone(),
+        email: raw.email.clone(),
+        name: raw.name.clone(),
+    };
+    let mut record = spec.into_record(existing)?;
+    if let Some(kept) = existing.filter(|u| crate::crypto::verify_password(&u.password_hash, &raw.password)) {
+        record.password_hash.clone_from(&kept.password_hash);
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(password: &str, name: &str) -> RawUser {
+        RawUser {
+            username: "alice".into(),
+            password: password.into(),
+            email: None,
+            name: Some(name.into()),
+        }
+    }
+
+    #[test]
+    fn a_restart_keeps_the_hash_of_an_unchanged_password() {
+        let first = seeded_user(&raw("wonderland-42", "Alice"), None).unwrap();
+        let again = seeded_user(&raw("wonderland-42", "Alice L."), Some(&first)).unwrap();
+        assert_eq!(
+            again.password_hash, first.password_hash,
+            "so sessions survive the restart"
+        );
+        assert_eq!(again.sub, first.sub);
+        assert_eq!(again.name.as_deref(), Some("Alice L."), "the other fields are updated");
+        let changed = seeded_user(&raw("looking-glass", "Alice"), Some(&first)).unwrap();
+        assert_ne!(changed.password_hash, first.password_hash);
+        assert!(crate::crypto::verify_password(&changed.password_hash, "looking-glass"));
+        assert!(
+            seeded_user(&raw("short", "Alice"), Some(&first)).is_err(),
+            "still validated"
+        );
+    }
 }
