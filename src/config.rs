@@ -52,6 +52,8 @@ pub struct RawConfig {
     pub server_key_file: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Where the audit log goes: a file (default `<data_dir>/audit.log`), or `-` for stdout.
+    pub audit_log: Option<String>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
     #[serde(default)]
@@ -144,6 +146,9 @@ impl RawConfig {
         }
         if let Some(v) = env("TESSERA_SERVER_KEY") {
             self.server_key = Some(v);
+        }
+        if let Some(v) = env("TESSERA_AUDIT_LOG") {
+            self.audit_log = Some(v);
         }
         if let Some(v) = env("TESSERA_SERVER_KEY_FILE") {
             self.server_key_file = Some(v.into());
@@ -269,7 +274,13 @@ impl RawConfig {
         }
         let refresh_ttl = self.refresh_token_ttl_secs.unwrap_or(DEFAULT_REFRESH_TOKEN_TTL_SECS);
         let data_dir = self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let audit_log = match self.audit_log.as_deref() {
+            Some("") => return Err(ConfigError::Invalid("audit_log must be a path or -".into())),
+            Some(v) => crate::audit::AuditTarget::parse(v),
+            None => crate::audit::AuditTarget::File(data_dir.join("audit.log")),
+        };
         Ok(Settings {
+            audit_log,
             issuer: issuer.map(Into::into),
             bind,
             server_key_file: self.server_key_file.unwrap_or_else(|| data_dir.join("server.key")),
@@ -318,6 +329,7 @@ pub struct Settings {
     pub commit_delay: Duration,
     pub cache_bytes: u64,
     pub max_body_bytes: usize,
+    pub audit_log: crate::audit::AuditTarget,
     /// Clients created or updated at start.
     pub clients: Vec<RawClient>,
 }
@@ -371,6 +383,11 @@ mod tests {
         assert!(s.clients[1].grant_types.is_empty());
         assert_eq!(s.access_token_ttl, Duration::from_secs(3600));
         assert_eq!(s.server_key_file, PathBuf::from("./data/server.key"));
+        assert_eq!(
+            s.audit_log,
+            crate::audit::AuditTarget::File("./data/audit.log".into()),
+            "the audit log defaults to the data directory"
+        );
         assert_eq!(s.users.len(), 1);
         assert_eq!(s.users[0].username, "alice");
         assert_eq!(s.users[0].email.as_deref(), Some("alice@example.com"));

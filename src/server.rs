@@ -28,6 +28,8 @@ pub enum StartError {
     User { username: String, reason: String },
     #[error("signing keys: {0}")]
     Keys(#[from] KeyStoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("binding {bind}: {source}")]
     Bind { bind: String, source: std::io::Error },
 }
@@ -108,6 +110,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             refresh_ttl: settings.refresh_token_ttl,
             code_ttl: std::time::Duration::from_secs(600),
             throttle: settings.throttle,
+            audit: crate::audit::Audit::start(&settings.audit_log)?,
         },
     );
 
