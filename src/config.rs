@@ -280,6 +280,7 @@ impl RawConfig {
             None => crate::audit::AuditTarget::File(data_dir.join("audit.log")),
         };
         Ok(Settings {
+            config_file: None,
             audit_log,
             issuer: issuer.map(Into::into),
             bind,
@@ -307,6 +308,8 @@ impl RawConfig {
 /// Validated settings.
 #[derive(Clone)]
 pub struct Settings {
+    /// The file these settings were read from, if any: it owns its clients and users.
+    pub config_file: Option<PathBuf>,
     /// The configured issuer; when absent, `http://<bound address>` once bound.
     pub issuer: Option<Arc<str>>,
     pub bind: String,
@@ -363,7 +366,9 @@ impl Settings {
             None => RawConfig::default(),
         };
         raw.apply_env(|name| std::env::var(name).ok())?;
-        raw.validate()
+        let mut settings = raw.validate()?;
+        settings.config_file = config_file.map(Path::to_path_buf);
+        Ok(settings)
     }
 }
 

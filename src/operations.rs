@@ -235,6 +235,26 @@ impl Operations {
         Ok(UserView::from(&record))
     }
 
+    /// Sets a user's password, keeping the rest of their profile; see [`put_user`](Self::put_user).
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: String,
+        door: Door,
+        now: u64,
+    ) -> Result<UserView, OpError> {
+        let Some(user) = self.authority.users().get(username)? else {
+            return Err(OpError::NotFound("user"));
+        };
+        let spec = UserSpec {
+            username: user.username,
+            password,
+            email: user.email,
+            name: user.name,
+        };
+        self.put_user(spec, door, now).await
+    }
+
     /// Removes a user and their consents, and revokes every token issued on their behalf.
     pub async fn remove_user(&self, username: &str, door: Door, now: u64) -> Result<Revoked, OpError> {
         self.guard(door, "user", username)?;

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::crypto::random_string;
 use crate::datadir::{self, AdminFile};
 use crate::http::{self, AppState};
+use crate::operations::{ConfigOwned, Door, Operations};
 use crate::signing::{KeyStoreError, SigningKeys};
 use crate::store::{GroupCommit, Store, StoreError};
 
@@ -34,6 +35,100 @@ pub enum StartError {
     Bind { bind: String, source: std::io::Error },
 }
 
+/// Everything but HTTP: the store, the shards over its partitions, the authority and the
+/// operations layer. The server opens one and serves it; a management command on a stopped
+/// server opens one for the command (the shards need an actix `System` either way).
+pub struct Engine {
+    pub store: Store,
+    pub key: crate::crypto::ServerKey,
+    pub authority: Authority,
+    pub ops: Operations,
+}
+
+impl Engine {
+    /// Opens the data directory, loads the token partitions, starts the shards, and applies the
+    /// config file's clients and users (through the operations layer, as `Door::Config`). Must be
+    /// called inside an actix `System`.
+    pub async fn open(settings: &Settings, issuer: Arc<str>) -> Result<Engine, StartError> {
+        crate::metrics::install();
+        datadir::ensure_dir(&settings.data_dir)?;
+        let key = datadir::load_server_key(settings.server_key.as_deref(), &settings.server_key_file)?;
+        let store_err = |source| StartError::Store {
+            dir: settings.data_dir.display().to_string(),
+            source,
+        };
+        let store = Store::open(&settings.data_dir, settings.cache_bytes).map_err(store_err)?;
+        let clients = store.clients().map_err(store_err)?;
+        let users = store.users().map_err(store_err)?;
+        let signing = SigningKeys::load_or_create(&settings.data_dir, settings.id_token_alg, crate::unix_now())?;
+        let partitions = store
+            .partitions(settings.shards, crate::unix_now())
+            .map_err(store_err)?;
+        let commit = Arc::new(GroupCommit::start(store.db().clone(), settings.commit_delay));
+        let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
+        let authority = Authority::new(
+            key.clone(),
+            clients,
+            users,
+            shards,
+            signing,
+            AuthorityConfig {
+                issuer,
+                access_ttl: settings.access_token_ttl,
+                refresh_ttl: settings.refresh_token_ttl,
+                code_ttl: std::time::Duration::from_secs(600),
+                throttle: settings.throttle,
+                audit: crate::audit::Audit::start(&settings.audit_log)?,
+            },
+        );
+        let owned = ConfigOwned {
+            file: settings.config_file.clone(),
+            clients: settings.clients.iter().map(|c| c.client_id.clone()).collect(),
+            users: settings.users.iter().map(|u| u.username.clone()).collect(),
+        };
+        let audit_file = match &settings.audit_log {
+            crate::audit::AuditTarget::File(path) => Some(path.clone()),
+            _ => None,
+        };
+        let ops = Operations::new(authority.clone(), owned, audit_file);
+        seed(&ops, settings).await?;
+        Ok(Engine {
+            store,
+            key,
+            authority,
+            ops,
+        })
+    }
+}
+
+/// Applies the config file's clients and users. Unchanged entries are left alone, so a restart
+/// neither rewrites them nor ends their users' sessions.
+async fn seed(ops: &Operations, settings: &Settings) -> Result<(), StartError> {
+    for raw in &settings.clients {
+        ops.put_client(ClientSpec::from(raw.clone()), Door::Config)
+            .await
+            .map_err(|e| StartError::Client {
+                client_id: raw.client_id.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    for raw in &settings.users {
+        let spec = UserSpec {
+            username: raw.username.clone(),
+            password: raw.password.clone(),
+            email: raw.email.clone(),
+            name: raw.name.clone(),
+        };
+        ops.put_user(spec, Door::Config, crate::unix_now())
+            .await
+            .map_err(|e| StartError::User {
+                username: raw.username.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
 /// A started server. Await (or spawn) `server` to run it; `server.handle()` stops it.
 pub struct Running {
     pub addr: SocketAddr,
@@ -43,43 +138,6 @@ pub struct Running {
 
 /// Starts Tessera. Must be called inside an actix `System`.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
-    crate::metrics::install();
-    datadir::ensure_dir(&settings.data_dir)?;
-    let key = datadir::load_server_key(settings.server_key.as_deref(), &settings.server_key_file)?;
-    let store_err = |source| StartError::Store {
-        dir: settings.data_dir.display().to_string(),
-        source,
-    };
-    let store = Store::open(&settings.data_dir, settings.cache_bytes).map_err(store_err)?;
-
-    let clients = store.clients().map_err(store_err)?;
-    for raw in &settings.clients {
-        let client_id = raw.client_id.clone();
-        let record = ClientSpec::from(raw.clone())
-            .into_record(&key)
-            .map_err(|reason| StartError::Client {
-                client_id: client_id.clone(),
-                reason,
-            })?;
-        clients.upsert(record).map_err(store_err)?;
-    }
-    let users = store.users().map_err(store_err)?;
-    for raw in &settings.users {
-        let existing = users.get(&raw.username).map_err(store_err)?;
-        let spec = UserSpec {
-            username: raw.username.clone(),
-            password: raw.password.clone(),
-            email: raw.email.clone(),
-            name: raw.name.clone(),
-        };
-        let record = spec.into_record(existing.as_ref()).map_err(|reason| StartError::User {
-            username: raw.username.clone(),
-            reason,
-        })?;
-        users.upsert(&record).map_err(store_err)?;
-    }
-    let signing = SigningKeys::load_or_create(&settings.data_dir, settings.id_token_alg, crate::unix_now())?;
-
     let listener = std::net::TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
         bind: settings.bind.clone(),
         source,
@@ -92,31 +150,17 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .issuer
         .clone()
         .unwrap_or_else(|| format!("http://{addr}").into());
-
-    let partitions = store
-        .partitions(settings.shards, crate::unix_now())
-        .map_err(store_err)?;
-    let commit = Arc::new(GroupCommit::start(store.db().clone(), settings.commit_delay));
-    let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
-    let authority = Authority::new(
-        key.clone(),
-        clients,
-        users,
-        shards,
-        signing,
-        AuthorityConfig {
-            issuer: Arc::clone(&issuer),
-            access_ttl: settings.access_token_ttl,
-            refresh_ttl: settings.refresh_token_ttl,
-            code_ttl: std::time::Duration::from_secs(600),
-            throttle: settings.throttle,
-            audit: crate::audit::Audit::start(&settings.audit_log)?,
-        },
-    );
+    let Engine {
+        store,
+        key,
+        authority,
+        ops,
+    } = Engine::open(&settings, Arc::clone(&issuer)).await?;
 
     let admin_token = random_string("tsadm_", 32);
     let state = web::Data::new(AppState {
         authority,
+        ops,
         admin_digest: key.admin_digest(&admin_token),
         session_ttl: settings.session_ttl.as_secs(),
     });

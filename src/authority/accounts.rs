@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Authority, AuthorityError, NEVER};
 use crate::actors::{Holder, RevokeFamilies, RevokeHolder, TokensOfSubject};
@@ -20,7 +20,7 @@ use crate::metrics as m;
 use crate::store::TokenType;
 
 /// What a mass revocation removed, over every shard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revoked {
     pub tokens: usize,
     pub codes: usize,
