@@ -299,3 +299,62 @@ fn the_cli_on_a_stopped_server_uses_the_same_door() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such user"));
 }
+
+/// A client's removal is durable like every revocation: killed with SIGKILL right after the
+/// removal was acknowledged, the server restarts with none of its tokens active.
+#[actix_rt::test]
+async fn a_removal_acknowledged_before_a_crash_stays_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tessera.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nshards = 2\nid_token_alg = \"ES256\"\n{}",
+            dir.path().join("data"),
+            common::CLIENTS
+        ),
+    )
+    .unwrap();
+    let (mut server, base) = common::spawn_tessera(dir.path()).await;
+    let add = [
+        "client",
+        "add",
+        "doomed-app",
+        "--secret",
+        "doomed-secret-1",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "read",
+    ];
+    let out = tessera(&config, &add);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let http = client();
+    let mut tokens = Vec::new();
+    for _ in 0..20 {
+        let mut r = http
+            .post(format!("{base}/oauth/token"))
+            .basic_auth("doomed-app", "doomed-secret-1")
+            .send_form(&[("grant_type", "client_credentials")])
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        tokens.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    let out = tessera(&config, &["client", "remove", "doomed-app"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("20 tokens"));
+    server.kill();
+
+    let (_server, base) = common::spawn_tessera(dir.path()).await;
+    for token in &tokens {
+        let mut r = http
+            .post(format!("{base}/oauth/introspect"))
+            .basic_auth("api-server", "api-secret")
+            .send_form(&[("token", token.as_str())])
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["active"], false, "a revoked token came back after the crash");
+    }
+}
