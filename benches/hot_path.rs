@@ -165,8 +165,10 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
         let partitions = f.store.partitions(SHARDS, now).expect("partitions");
         let router = ShardRouter::start(partitions, 1, Arc::clone(&commit), Duration::from_secs(3600));
         let authority = authority(f, &router);
+        let ops = tessera::operations::Operations::new(authority.clone(), Default::default(), None);
         let state = web::Data::new(AppState {
             authority,
+            ops,
             admin_digest: f.key.admin_digest("unused"),
             session_ttl: 3600,
         });

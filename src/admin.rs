@@ -173,6 +173,21 @@ impl UserSpec {
     }
 }
 
+impl UserSpec {
+    /// [`into_record`](Self::into_record), keeping the stored hash when it already verifies the
+    /// password: a new hash (a new salt) would change the user's session epoch and so end every
+    /// session of theirs, at every restart for a user of the config file. Also says whether the
+    /// password changed (a user who had none is not a change).
+    pub fn into_record_keeping(self, existing: Option<&UserRecord>) -> Result<(UserRecord, bool), String> {
+        let kept = existing.filter(|u| crate::crypto::verify_password(&u.password_hash, &self.password));
+        let mut record = self.into_record(existing)?;
+        if let Some(kept) = kept {
+            record.password_hash.clone_from(&kept.password_hash);
+        }
+        Ok((record, existing.is_some() && kept.is_none()))
+    }
+}
+
 /// RFC 6749 §3.1.2: an absolute URI without a fragment. Registered URIs are later compared by
 /// exact string match, so nothing is normalised here.
 fn validate_redirect_uri(uri: &str) -> Result<(), String> {
@@ -284,6 +299,25 @@ mod tests {
         assert_eq!(again.sub, first.sub, "a password change keeps the subject");
         assert_ne!(again.password_hash, first.password_hash);
         assert!(!format!("{:?}", user("alice", "wonderland-42")).contains("wonderland"));
+    }
+
+    #[test]
+    fn an_unchanged_password_keeps_its_hash() {
+        let first = user("alice", "wonderland-42").into_record(None).unwrap();
+        let mut renamed = user("alice", "wonderland-42");
+        renamed.name = Some("Alice L.".into());
+        let (again, changed) = renamed.into_record_keeping(Some(&first)).unwrap();
+        assert_eq!(again.password_hash, first.password_hash, "so sessions survive a restart");
+        assert!(!changed);
+        assert_eq!(again.sub, first.sub);
+        assert_eq!(again.name.as_deref(), Some("Alice L."), "the other fields are updated");
+        let (new, changed) = user("alice", "looking-glass").into_record_keeping(Some(&first)).unwrap();
+        assert!(changed);
+        assert_ne!(new.password_hash, first.password_hash);
+        assert!(crate::crypto::verify_password(&new.password_hash, "looking-glass"));
+        assert!(user("alice", "short").into_record_keeping(Some(&first)).is_err(), "still validated");
+        let (_, changed) = user("bob", "a-new-password").into_record_keeping(None).unwrap();
+        assert!(!changed, "a new user is not a password change");
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct RawConfig {
     pub server_key_file: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Where the audit log goes: a file (default `<data_dir>/audit.log`), or `-` for stdout.
+    pub audit_log: Option<String>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
     #[serde(default)]
@@ -151,6 +153,9 @@ impl RawConfig {
         }
         if let Some(v) = env("TESSERA_SERVER_KEY") {
             self.server_key = Some(v);
+        }
+        if let Some(v) = env("TESSERA_AUDIT_LOG") {
+            self.audit_log = Some(v);
         }
         if let Some(v) = env("TESSERA_SERVER_KEY_FILE") {
             self.server_key_file = Some(v.into());
@@ -283,7 +288,14 @@ impl RawConfig {
         }
         let refresh_ttl = self.refresh_token_ttl_secs.unwrap_or(DEFAULT_REFRESH_TOKEN_TTL_SECS);
         let data_dir = self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let audit_log = match self.audit_log.as_deref() {
+            Some("") => return Err(ConfigError::Invalid("audit_log must be a path or -".into())),
+            Some(v) => crate::audit::AuditTarget::parse(v),
+            None => crate::audit::AuditTarget::File(data_dir.join("audit.log")),
+        };
         Ok(Settings {
+            config_file: None,
+            audit_log,
             issuer: issuer.map(Into::into),
             bind,
             server_key_file: self.server_key_file.unwrap_or_else(|| data_dir.join("server.key")),
@@ -311,6 +323,8 @@ impl RawConfig {
 /// Validated settings.
 #[derive(Clone)]
 pub struct Settings {
+    /// The file these settings were read from, if any: it owns its clients and users.
+    pub config_file: Option<PathBuf>,
     /// The configured issuer; when absent, `http://<bound address>` once bound.
     pub issuer: Option<Arc<str>>,
     pub bind: String,
@@ -334,6 +348,7 @@ pub struct Settings {
     pub commit_delay: Duration,
     pub cache_bytes: u64,
     pub max_body_bytes: usize,
+    pub audit_log: crate::audit::AuditTarget,
     /// Clients created or updated at start.
     pub clients: Vec<RawClient>,
 }
@@ -385,7 +400,9 @@ impl Settings {
             None => RawConfig::default(),
         };
         raw.apply_env(|name| std::env::var(name).ok())?;
-        raw.validate()
+        let mut settings = raw.validate()?;
+        settings.config_file = config_file.map(Path::to_path_buf);
+        Ok(settings)
     }
 }
 
@@ -405,6 +422,11 @@ mod tests {
         assert!(s.clients[1].grant_types.is_empty());
         assert_eq!(s.access_token_ttl, Duration::from_secs(3600));
         assert_eq!(s.server_key_file, PathBuf::from("./data/server.key"));
+        assert_eq!(
+            s.audit_log,
+            crate::audit::AuditTarget::File("./data/audit.log".into()),
+            "the audit log defaults to the data directory"
+        );
         assert_eq!(s.users.len(), 1);
         assert_eq!(s.users[0].username, "alice");
         assert_eq!(s.users[0].email.as_deref(), Some("alice@example.com"));

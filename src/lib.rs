@@ -12,8 +12,12 @@
 //! - [`http`]: actix-web handlers, the single error-to-response mapping, metrics middleware.
 //! - [`admin`]: client and user registration rules shared by the config file, CLI and admin
 //!   API.
+//! - [`operations`]: the one door for changes to clients, users and keys (config seeding, the
+//!   CLI, the admin API), with their audit events and revocations.
 //! - [`signing`]: OpenID Connect ID-token signing keys (RS256, ES256) in `keys/`: rotation, the
 //!   JWKS, JWS signing and verification.
+//! - [`audit`]: the audit log (one JSON object per security event), written off the request
+//!   path.
 //! - [`datadir`]: the files beside the database (server key, admin credential).
 //! - [`server`]: assembles all of the above into a running server.
 //!
@@ -21,6 +25,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod audit;
 pub mod authority;
 pub mod config;
 pub mod crypto;
@@ -28,6 +33,7 @@ pub mod datadir;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
+pub mod operations;
 pub mod server;
 pub mod signing;
 pub mod store;

@@ -12,10 +12,13 @@ use clap::{Parser, Subcommand};
 
 use serde::de::DeserializeOwned;
 use tessera::admin::{ClientSpec, ClientView, UserSpec, UserView};
+use tessera::authority::Revoked;
 use tessera::config::Settings;
 use tessera::oauth::GrantType;
-use tessera::signing::{Algorithm, SigningKeys};
-use tessera::store::{Store, StoreError};
+use tessera::operations::{Door, OpError, Operations};
+use tessera::server::{Engine, StartError};
+use tessera::signing::Algorithm;
+use tessera::store::StoreError;
 use tessera::{datadir, server};
 
 #[derive(Parser)]
@@ -68,8 +71,10 @@ enum ClientCommand {
     },
     /// List registered clients (secrets are never shown).
     List,
-    /// Remove a client.
+    /// Remove a client, revoke every token it holds and forget the consents given to it.
     Remove { client_id: String },
+    /// Revoke every token and code of a client; the client stays registered.
+    Revoke { client_id: String },
 }
 
 #[derive(Subcommand)]
@@ -87,9 +92,15 @@ enum UserCommand {
     },
     /// List users (password hashes are never shown).
     List,
-    /// Remove a user and the consents they gave.
+    /// Remove a user and the consents they gave, and revoke every token issued on their behalf.
     Remove { username: String },
-    /// Set a user's password, read from standard input unless --password is given.
+    /// Revoke every token issued on behalf of a user; the user stays.
+    Revoke { username: String },
+    /// Print everything Tessera holds about a user (profile, consents, live grants by client,
+    /// recent audit events) as JSON, for a data-subject request.
+    Export { username: String },
+    /// Set a user's password, read from standard input unless --password is given. Every token
+    /// issued on the user's behalf is revoked, and their sessions end.
     Passwd {
         username: String,
         #[arg(long)]
@@ -162,15 +173,31 @@ fn serve(settings: Settings) -> Result<(), String> {
     })
 }
 
-/// Opens the store for a management command: `Ok(Some)` when no server holds it, `Ok(None)`
-/// when a running server does (the command then goes through its admin API).
-fn open_store(settings: &Settings) -> Result<Option<Store>, String> {
-    datadir::ensure_dir(&settings.data_dir).map_err(|e| e.to_string())?;
-    match Store::open(&settings.data_dir, 16 * 1024 * 1024) {
-        Ok(store) => Ok(Some(store)),
-        Err(StoreError::Locked) => Ok(None),
-        Err(e) => Err(format!("opening {}: {e}", settings.data_dir.display())),
-    }
+/// Runs `op` on the operations layer over the data directory itself: `Ok(Some)` when no server
+/// holds it, `Ok(None)` when a running server does (the command then goes through its admin
+/// API). The token shards start in-process for the command, since revocations go through them.
+fn local<T, F, Fut>(settings: &Settings, op: F) -> Result<Option<T>, String>
+where
+    F: FnOnce(Operations) -> Fut,
+    Fut: std::future::Future<Output = Result<T, OpError>>,
+{
+    actix_web::rt::System::new().block_on(async move {
+        let issuer = settings
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", settings.bind).into());
+        let engine = match Engine::open(settings, issuer).await {
+            Ok(engine) => engine,
+            Err(StartError::Store {
+                source: StoreError::Locked,
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let out = op(engine.ops.clone()).await.map_err(|e| e.to_string())?;
+        engine.store.db().flush().map_err(|e| format!("final flush: {e}"))?;
+        Ok(Some(out))
+    })
 }
 
 /// The running server's admin API.
@@ -248,17 +275,15 @@ impl AdminApi {
 }
 
 impl AdminApi {
-    /// `DELETE /admin/{collection}/{name}`; whether it existed.
-    fn remove(&self, collection: &str, name: &str) -> Result<bool, String> {
+    /// `METHOD /admin/{collection}/{name}{suffix}`, answered with what was revoked; `None` if
+    /// there is no such entry.
+    fn revoking(&self, method: Method, collection: &str, name: &str, suffix: &str) -> Result<Option<Revoked>, String> {
         let name = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
-        Ok(self
-            .call::<()>(Method::Delete, &format!("/admin/{collection}/{name}"), None)?
-            .is_some())
+        self.call::<Revoked>(method, &format!("/admin/{collection}/{name}{suffix}"), None)
     }
 }
 
 fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
-    let store = open_store(&settings)?;
     match cmd {
         ClientCommand::Add {
             client_id,
@@ -278,23 +303,11 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
                 scopes,
                 post_logout_redirect_uris,
             };
-            let view = match &store {
-                Some(store) => {
-                    let key = server_key(&settings)?;
-                    let record = spec.into_record(&key)?;
-                    let view = ClientView::from(&record);
-                    store
-                        .clients()
-                        .and_then(|c| c.upsert(record))
-                        .map_err(|e| e.to_string())?;
-                    view
-                }
+            let json = serde_json::to_value(&spec).expect("json");
+            let view = match local(&settings, |ops| async move { ops.put_client(spec, Door::Cli).await })? {
+                Some(view) => view,
                 None => AdminApi::connect(&settings)?
-                    .call::<ClientView>(
-                        Method::Post,
-                        "/admin/clients",
-                        Some(serde_json::to_value(&spec).expect("json")),
-                    )?
+                    .call::<ClientView>(Method::Post, "/admin/clients", Some(json))?
                     .ok_or("the server has no admin API for clients")?,
             };
             println!("client {} saved", view.client_id);
@@ -304,11 +317,8 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
             }
         }
         ClientCommand::List => {
-            let views: Vec<ClientView> = match &store {
-                Some(store) => {
-                    let clients = store.clients().map_err(|e| e.to_string())?;
-                    clients.list().iter().map(|c| ClientView::from(&**c)).collect()
-                }
+            let views: Vec<ClientView> = match local(&settings, |ops| async move { Ok(ops.list_clients()) })? {
+                Some(views) => views,
                 None => AdminApi::connect(&settings)?
                     .call(Method::Get, "/admin/clients", None)?
                     .unwrap_or_default(),
@@ -328,24 +338,40 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
             }
         }
         ClientCommand::Remove { client_id } => {
-            let existed = match &store {
-                Some(store) => store
-                    .clients()
-                    .and_then(|c| c.remove(&client_id))
-                    .map_err(|e| e.to_string())?,
-                None => AdminApi::connect(&settings)?.remove("clients", &client_id)?,
+            let now = tessera::unix_now();
+            let id = client_id.clone();
+            let revoked = match local(
+                &settings,
+                |ops| async move { ops.remove_client(&id, Door::Cli, now).await },
+            ) {
+                Ok(Some(r)) => r,
+                Ok(None) => AdminApi::connect(&settings)?
+                    .revoking(Method::Delete, "clients", &client_id, "")?
+                    .ok_or("no such client")?,
+                Err(e) => return Err(e),
             };
-            if !existed {
-                return Err("no such client".into());
-            }
-            println!("client removed");
+            println!("client removed; {} revoked", describe(&revoked));
+        }
+        ClientCommand::Revoke { client_id } => {
+            let now = tessera::unix_now();
+            let id = client_id.clone();
+            let revoked = match local(
+                &settings,
+                |ops| async move { ops.revoke_client(&id, Door::Cli, now).await },
+            )? {
+                Some(r) => r,
+                None => AdminApi::connect(&settings)?
+                    .revoking(Method::Post, "clients", &client_id, "/revoke")?
+                    .ok_or("no such client")?,
+            };
+            println!("{} revoked", describe(&revoked));
         }
     }
     Ok(())
 }
 
-fn server_key(settings: &Settings) -> Result<tessera::crypto::ServerKey, String> {
-    datadir::load_server_key(settings.server_key.as_deref(), &settings.server_key_file).map_err(|e| e.to_string())
+fn describe(r: &Revoked) -> String {
+    format!("{} tokens, {} codes, {} grants", r.tokens, r.codes, r.grants)
 }
 
 /// The password from the flag, or the first line of standard input.
@@ -360,31 +386,20 @@ fn password_from(flag: Option<String>) -> Result<String, String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-fn save_user(settings: &Settings, store: Option<&Store>, spec: UserSpec) -> Result<UserView, String> {
-    match store {
-        Some(store) => {
-            let users = store.users().map_err(|e| e.to_string())?;
-            let existing = users.get(&spec.username).map_err(|e| e.to_string())?;
-            let record = spec.into_record(existing.as_ref())?;
-            users.upsert(&record).map_err(|e| e.to_string())?;
-            Ok(UserView::from(&record))
-        }
+fn save_user(settings: &Settings, spec: UserSpec) -> Result<UserView, String> {
+    let json = serde_json::to_value(&spec).expect("json");
+    let now = tessera::unix_now();
+    match local(settings, |ops| async move { ops.put_user(spec, Door::Cli, now).await })? {
+        Some(view) => Ok(view),
         None => AdminApi::connect(settings)?
-            .call::<UserView>(
-                Method::Post,
-                "/admin/users",
-                Some(serde_json::to_value(&spec).expect("json")),
-            )?
+            .call::<UserView>(Method::Post, "/admin/users", Some(json))?
             .ok_or_else(|| "the server has no admin API for users".into()),
     }
 }
 
-fn list_users(settings: &Settings, store: Option<&Store>) -> Result<Vec<UserView>, String> {
-    match store {
-        Some(store) => {
-            let users = store.users().and_then(|u| u.list()).map_err(|e| e.to_string())?;
-            Ok(users.iter().map(UserView::from).collect())
-        }
+fn list_users(settings: &Settings) -> Result<Vec<UserView>, String> {
+    match local(settings, |ops| async move { ops.list_users() })? {
+        Some(users) => Ok(users),
         None => Ok(AdminApi::connect(settings)?
             .call(Method::Get, "/admin/users", None)?
             .unwrap_or_default()),
@@ -392,7 +407,7 @@ fn list_users(settings: &Settings, store: Option<&Store>) -> Result<Vec<UserView
 }
 
 fn user(settings: Settings, cmd: UserCommand) -> Result<(), String> {
-    let store = open_store(&settings)?;
+    let now = tessera::unix_now();
     match cmd {
         UserCommand::Add {
             username,
@@ -406,11 +421,11 @@ fn user(settings: Settings, cmd: UserCommand) -> Result<(), String> {
                 email,
                 name,
             };
-            let view = save_user(&settings, store.as_ref(), spec)?;
+            let view = save_user(&settings, spec)?;
             println!("user {} saved (sub {})", view.username, view.sub);
         }
         UserCommand::List => {
-            let users = list_users(&settings, store.as_ref())?;
+            let users = list_users(&settings)?;
             if users.is_empty() {
                 println!("no users");
             }
@@ -425,30 +440,67 @@ fn user(settings: Settings, cmd: UserCommand) -> Result<(), String> {
             }
         }
         UserCommand::Remove { username } => {
-            let existed = match &store {
-                Some(store) => store
-                    .users()
-                    .and_then(|u| u.remove(&username))
-                    .map_err(|e| e.to_string())?,
-                None => AdminApi::connect(&settings)?.remove("users", &username)?,
+            let name = username.clone();
+            let revoked = match local(
+                &settings,
+                |ops| async move { ops.remove_user(&name, Door::Cli, now).await },
+            )? {
+                Some(r) => r,
+                None => AdminApi::connect(&settings)?
+                    .revoking(Method::Delete, "users", &username, "")?
+                    .ok_or("no such user")?,
             };
-            if !existed {
-                return Err("no such user".into());
-            }
-            println!("user removed");
+            println!("user removed; {} revoked", describe(&revoked));
+        }
+        UserCommand::Revoke { username } => {
+            let name = username.clone();
+            let revoked = match local(
+                &settings,
+                |ops| async move { ops.revoke_user(&name, Door::Cli, now).await },
+            )? {
+                Some(r) => r,
+                None => AdminApi::connect(&settings)?
+                    .revoking(Method::Post, "users", &username, "/revoke")?
+                    .ok_or("no such user")?,
+            };
+            println!("{} revoked", describe(&revoked));
+        }
+        UserCommand::Export { username } => {
+            let name = username.clone();
+            let export = match local(&settings, |ops| async move {
+                let export = ops.export_user(&name, now).await?;
+                Ok(serde_json::to_value(export).expect("json"))
+            })? {
+                Some(export) => export,
+                None => {
+                    let name = percent_encoding::utf8_percent_encode(&username, percent_encoding::NON_ALPHANUMERIC);
+                    AdminApi::connect(&settings)?
+                        .call::<serde_json::Value>(Method::Get, &format!("/admin/users/{name}/export"), None)?
+                        .ok_or("no such user")?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&export).expect("json"));
         }
         UserCommand::Passwd { username, password } => {
-            let current = list_users(&settings, store.as_ref())?
-                .into_iter()
-                .find(|u| u.username == username)
-                .ok_or("no such user")?;
-            let spec = UserSpec {
-                username,
-                password: password_from(password)?,
-                email: current.email,
-                name: current.name,
-            };
-            save_user(&settings, store.as_ref(), spec)?;
+            let password = password_from(password)?;
+            let (name, pw) = (username.clone(), password.clone());
+            let changed = local(&settings, |ops| async move {
+                ops.set_password(&name, pw, Door::Cli, now).await
+            })?;
+            if changed.is_none() {
+                // The running server's admin API takes the whole profile.
+                let current = list_users(&settings)?
+                    .into_iter()
+                    .find(|u| u.username == username)
+                    .ok_or("no such user")?;
+                let spec = UserSpec {
+                    username,
+                    password,
+                    email: current.email,
+                    name: current.name,
+                };
+                save_user(&settings, spec)?;
+            }
             println!("password changed");
         }
     }
@@ -457,13 +509,11 @@ fn user(settings: Settings, cmd: UserCommand) -> Result<(), String> {
 
 fn rotate_key(settings: Settings, alg: Algorithm) -> Result<(), String> {
     let now = tessera::unix_now();
-    let kid = match open_store(&settings)? {
-        // The keys are files, but a running server holds them in memory: rotate there.
-        Some(_) => {
-            let mut keys = SigningKeys::load_or_create(&settings.data_dir, alg, now).map_err(|e| e.to_string())?;
-            keys.rotate(alg, now, settings.access_token_ttl.as_secs())
-                .map_err(|e| e.to_string())?
-        }
+    let kid = match local(
+        &settings,
+        |ops| async move { ops.rotate_key(alg, Door::Cli, now).await },
+    )? {
+        Some(kid) => kid,
         None => {
             #[derive(serde::Deserialize)]
             struct Rotated {

@@ -24,6 +24,7 @@ pub const TOKENS_LIVE: &str = "tessera_tokens_live";
 pub const CODES_ISSUED: &str = "tessera_authorization_codes_issued_total";
 pub const SIGN_INS: &str = "tessera_sign_ins_total";
 pub const FAMILIES_REVOKED: &str = "tessera_token_families_revoked_total";
+pub const AUDIT_DROPPED: &str = "tessera_audit_events_dropped_total";
 
 /// Every metric name, for documentation checks and dashboards.
 pub const ALL: &[&str] = &[
@@ -42,6 +43,7 @@ pub const ALL: &[&str] = &[
     CODES_ISSUED,
     SIGN_INS,
     FAMILIES_REVOKED,
+    AUDIT_DROPPED,
 ];
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -96,6 +98,10 @@ fn describe() {
     describe_counter!(
         FAMILIES_REVOKED,
         "Token families revoked, by reason (code_replay, refresh_reuse, revocation)"
+    );
+    describe_counter!(
+        AUDIT_DROPPED,
+        "Audit events dropped because the audit log writer fell behind"
     );
 }
 

@@ -9,12 +9,13 @@ use actix_web::{middleware, web, App, HttpServer};
 use crate::actors::ShardRouter;
 use crate::admin::{ClientSpec, UserSpec};
 use crate::authority::{Authority, AuthorityConfig};
-use crate::config::{RawUser, Settings};
+use crate::config::Settings;
 use crate::crypto::random_string;
 use crate::datadir::{self, AdminFile};
 use crate::http::{self, AppState};
+use crate::operations::{ConfigOwned, Door, Operations};
 use crate::signing::{KeyStoreError, SigningKeys};
-use crate::store::{GroupCommit, Store, StoreError, UserRecord};
+use crate::store::{GroupCommit, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -28,8 +29,104 @@ pub enum StartError {
     User { username: String, reason: String },
     #[error("signing keys: {0}")]
     Keys(#[from] KeyStoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("binding {bind}: {source}")]
     Bind { bind: String, source: std::io::Error },
+}
+
+/// Everything but HTTP: the store, the shards over its partitions, the authority and the
+/// operations layer. The server opens one and serves it; a management command on a stopped
+/// server opens one for the command (the shards need an actix `System` either way).
+pub struct Engine {
+    pub store: Store,
+    pub key: crate::crypto::ServerKey,
+    pub authority: Authority,
+    pub ops: Operations,
+}
+
+impl Engine {
+    /// Opens the data directory, loads the token partitions, starts the shards, and applies the
+    /// config file's clients and users (through the operations layer, as `Door::Config`). Must be
+    /// called inside an actix `System`.
+    pub async fn open(settings: &Settings, issuer: Arc<str>) -> Result<Engine, StartError> {
+        crate::metrics::install();
+        datadir::ensure_dir(&settings.data_dir)?;
+        let key = datadir::load_server_key(settings.server_key.as_deref(), &settings.server_key_file)?;
+        let store_err = |source| StartError::Store {
+            dir: settings.data_dir.display().to_string(),
+            source,
+        };
+        let store = Store::open(&settings.data_dir, settings.cache_bytes).map_err(store_err)?;
+        let clients = store.clients().map_err(store_err)?;
+        let users = store.users().map_err(store_err)?;
+        let signing = SigningKeys::load_or_create(&settings.data_dir, settings.id_token_alg, crate::unix_now())?;
+        let partitions = store
+            .partitions(settings.shards, crate::unix_now())
+            .map_err(store_err)?;
+        let commit = Arc::new(GroupCommit::start(store.db().clone(), settings.commit_delay));
+        let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
+        let authority = Authority::new(
+            key.clone(),
+            clients,
+            users,
+            shards,
+            signing,
+            AuthorityConfig {
+                issuer,
+                access_ttl: settings.access_token_ttl,
+                refresh_ttl: settings.refresh_token_ttl,
+                code_ttl: settings.code_ttl,
+                throttle: settings.throttle,
+                audit: crate::audit::Audit::start(&settings.audit_log)?,
+            },
+        );
+        let owned = ConfigOwned {
+            file: settings.config_file.clone(),
+            clients: settings.clients.iter().map(|c| c.client_id.clone()).collect(),
+            users: settings.users.iter().map(|u| u.username.clone()).collect(),
+        };
+        let audit_file = match &settings.audit_log {
+            crate::audit::AuditTarget::File(path) => Some(path.clone()),
+            _ => None,
+        };
+        let ops = Operations::new(authority.clone(), owned, audit_file);
+        seed(&ops, settings).await?;
+        Ok(Engine {
+            store,
+            key,
+            authority,
+            ops,
+        })
+    }
+}
+
+/// Applies the config file's clients and users. Unchanged entries are left alone, so a restart
+/// neither rewrites them nor ends their users' sessions.
+async fn seed(ops: &Operations, settings: &Settings) -> Result<(), StartError> {
+    for raw in &settings.clients {
+        ops.put_client(ClientSpec::from(raw.clone()), Door::Config)
+            .await
+            .map_err(|e| StartError::Client {
+                client_id: raw.client_id.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    for raw in &settings.users {
+        let spec = UserSpec {
+            username: raw.username.clone(),
+            password: raw.password.clone(),
+            email: raw.email.clone(),
+            name: raw.name.clone(),
+        };
+        ops.put_user(spec, Door::Config, crate::unix_now())
+            .await
+            .map_err(|e| StartError::User {
+                username: raw.username.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 /// A started server. Await (or spawn) `server` to run it; `server.handle()` stops it.
@@ -41,40 +138,9 @@ pub struct Running {
 
 /// Starts Tessera. Must be called inside an actix `System`.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
-    crate::metrics::install();
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
-    datadir::ensure_dir(&settings.data_dir)?;
-    let key = datadir::load_server_key(settings.server_key.as_deref(), &settings.server_key_file)?;
-    let store_err = |source| StartError::Store {
-        dir: settings.data_dir.display().to_string(),
-        source,
-    };
-    let store = Store::open(&settings.data_dir, settings.cache_bytes).map_err(store_err)?;
-
-    let clients = store.clients().map_err(store_err)?;
-    for raw in &settings.clients {
-        let client_id = raw.client_id.clone();
-        let record = ClientSpec::from(raw.clone())
-            .into_record(&key)
-            .map_err(|reason| StartError::Client {
-                client_id: client_id.clone(),
-                reason,
-            })?;
-        clients.upsert(record).map_err(store_err)?;
-    }
-    let users = store.users().map_err(store_err)?;
-    for raw in &settings.users {
-        let existing = users.get(&raw.username).map_err(store_err)?;
-        let record = seeded_user(raw, existing.as_ref()).map_err(|reason| StartError::User {
-            username: raw.username.clone(),
-            reason,
-        })?;
-        users.upsert(&record).map_err(store_err)?;
-    }
-    let signing = SigningKeys::load_or_create(&settings.data_dir, settings.id_token_alg, crate::unix_now())?;
-
     let listener = std::net::TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
         bind: settings.bind.clone(),
         source,
@@ -87,30 +153,17 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .issuer
         .clone()
         .unwrap_or_else(|| format!("http://{addr}").into());
-
-    let partitions = store
-        .partitions(settings.shards, crate::unix_now())
-        .map_err(store_err)?;
-    let commit = Arc::new(GroupCommit::start(store.db().clone(), settings.commit_delay));
-    let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
-    let authority = Authority::new(
-        key.clone(),
-        clients,
-        users,
-        shards,
-        signing,
-        AuthorityConfig {
-            issuer: Arc::clone(&issuer),
-            access_ttl: settings.access_token_ttl,
-            refresh_ttl: settings.refresh_token_ttl,
-            code_ttl: settings.code_ttl,
-            throttle: settings.throttle,
-        },
-    );
+    let Engine {
+        store,
+        key,
+        authority,
+        ops,
+    } = Engine::open(&settings, Arc::clone(&issuer)).await?;
 
     let admin_token = random_string("tsadm_", 32);
     let state = web::Data::new(AppState {
         authority,
+        ops,
         admin_digest: key.admin_digest(&admin_token),
         session_ttl: settings.session_ttl.as_secs(),
     });
@@ -143,54 +196,4 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         server: server.run(),
         store,
     })
-}
-
-/// The record a `[[users]]` entry of the config stores at start. The stored hash is kept when it
-/// already verifies the configured password: a new hash (new salt) would change the user's
-/// session epoch and so end every session of the user at each restart.
-fn seeded_user(raw: &RawUser, existing: Option<&UserRecord>) -> Result<UserRecord, String> {
-    let spec = UserSpec {
-        username: raw.username.clone(),
-        password: raw.password.clone(),
-        email: raw.email.clone(),
-        name: raw.name.clone(),
-    };
-    let mut record = spec.into_record(existing)?;
-    if let Some(kept) = existing.filter(|u| crate::crypto::verify_password(&u.password_hash, &raw.password)) {
-        record.password_hash.clone_from(&kept.password_hash);
-    }
-    Ok(record)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn raw(password: &str, name: &str) -> RawUser {
-        RawUser {
-            username: "alice".into(),
-            password: password.into(),
-            email: None,
-            name: Some(name.into()),
-        }
-    }
-
-    #[test]
-    fn a_restart_keeps_the_hash_of_an_unchanged_password() {
-        let first = seeded_user(&raw("wonderland-42", "Alice"), None).unwrap();
-        let again = seeded_user(&raw("wonderland-42", "Alice L."), Some(&first)).unwrap();
-        assert_eq!(
-            again.password_hash, first.password_hash,
-            "so sessions survive the restart"
-        );
-        assert_eq!(again.sub, first.sub);
-        assert_eq!(again.name.as_deref(), Some("Alice L."), "the other fields are updated");
-        let changed = seeded_user(&raw("looking-glass", "Alice"), Some(&first)).unwrap();
-        assert_ne!(changed.password_hash, first.password_hash);
-        assert!(crate::crypto::verify_password(&changed.password_hash, "looking-glass"));
-        assert!(
-            seeded_user(&raw("short", "Alice"), Some(&first)).is_err(),
-            "still validated"
-        );
-    }
 }

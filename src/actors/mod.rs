@@ -32,8 +32,8 @@ use metrics::Gauge;
 use tokio::sync::oneshot;
 
 pub use shard::{
-    IntrospectTokens, IssueCode, IssueToken, Ping, RedeemCode, Revocation, RevokeFamily, RevokeToken, RotateRefresh,
-    Rotation, TokenShard,
+    Holder, IntrospectTokens, IssueCode, IssueToken, Ping, RedeemCode, Revocation, RevokeFamilies, RevokeFamily,
+    RevokeHolder, RevokeToken, RotateRefresh, Rotation, TokenShard, TokensOfSubject,
 };
 
 use crate::crypto::TokenDigest;

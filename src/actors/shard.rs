@@ -14,7 +14,9 @@ use metrics::{Gauge, Histogram};
 
 use crate::crypto::TokenDigest;
 use crate::oauth::Scope;
-use crate::store::{CodeRecord, Durable, GroupCommit, Redeem, StoreError, TokenPartition, TokenRecord, TokenType};
+use crate::store::{
+    CodeRecord, Durable, GroupCommit, MassRevocation, Redeem, StoreError, TokenPartition, TokenRecord, TokenType,
+};
 
 /// Room for bursts from every HTTP worker before senders wait.
 const MAILBOX_CAPACITY: usize = 4096;
@@ -227,6 +229,81 @@ impl Handler<RevokeFamily> for TokenShard {
         let removed = self.partition.revoke_family(&msg.family, msg.until)?;
         self.count_live();
         Ok((removed, self.commit.durable()))
+    }
+}
+
+/// Close several families at once (see [`RevokeFamily`]): the second step of revoking a user's or
+/// a client's tokens, for the grants the first step found. Sent to every shard.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(usize, Durable), StoreError>")]
+pub struct RevokeFamilies {
+    pub families: Arc<[TokenDigest]>,
+    pub until: u64,
+}
+
+impl Handler<RevokeFamilies> for TokenShard {
+    type Result = Result<(usize, Durable), StoreError>;
+
+    fn handle(&mut self, msg: RevokeFamilies, _: &mut Context<Self>) -> Self::Result {
+        self.took_message();
+        let mut removed = 0;
+        for family in msg.families.iter() {
+            removed += self.partition.revoke_family(family, msg.until)?;
+        }
+        self.count_live();
+        Ok((removed, self.commit.durable()))
+    }
+}
+
+/// Whose tokens a mass revocation takes.
+#[derive(Debug, Clone)]
+pub enum Holder {
+    /// Every token and code issued on behalf of this user (`sub`).
+    Subject(String),
+    /// Every token and code of this client.
+    Client(String),
+}
+
+/// Revoke every token and authorization code this shard holds for a user or a client. Sent to
+/// every shard. The reply names the grants those records belonged to: the caller closes them on
+/// every shard with [`RevokeFamilies`], which refuses what a code exchange or a rotation already
+/// under way would still issue into them.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(MassRevocation, Durable), StoreError>")]
+pub struct RevokeHolder {
+    pub holder: Holder,
+}
+
+impl Handler<RevokeHolder> for TokenShard {
+    type Result = Result<(MassRevocation, Durable), StoreError>;
+
+    fn handle(&mut self, msg: RevokeHolder, _: &mut Context<Self>) -> Self::Result {
+        self.took_message();
+        let revoked = match &msg.holder {
+            Holder::Subject(sub) => self.partition.revoke_subject(sub)?,
+            Holder::Client(client_id) => self.partition.revoke_client(client_id)?,
+        };
+        self.count_live();
+        Ok((revoked, self.commit.durable()))
+    }
+}
+
+/// The live tokens this shard holds for the user `sub` at `now`, for a data-subject export.
+#[derive(Message, Clone)]
+#[rtype(result = "Vec<TokenRecord>")]
+pub struct TokensOfSubject {
+    pub sub: String,
+    pub now: u64,
+}
+
+impl Handler<TokensOfSubject> for TokenShard {
+    type Result = Vec<TokenRecord>;
+
+    fn handle(&mut self, msg: TokensOfSubject, _: &mut Context<Self>) -> Self::Result {
+        self.took_message();
+        let mut tokens = self.partition.tokens_of_subject(&msg.sub);
+        tokens.retain(|t| t.is_live(msg.now));
+        tokens
     }
 }
 

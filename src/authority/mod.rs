@@ -6,6 +6,7 @@
 //! - [`code_flow`]: authorization codes, the code and refresh grants, token families, ID tokens;
 //! - [`users`]: sign-in with throttling, consent, userinfo.
 
+mod accounts;
 mod code_flow;
 pub mod throttle;
 mod users;
@@ -16,12 +17,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::actors::{IssueToken, Revocation, RevokeFamily, RevokeToken, ShardRouter};
+use crate::audit::Audit;
 use crate::crypto::{mint_token, SecretDigest, ServerKey, TokenDigest, TokenKind};
 use crate::metrics::{self as m, HotCounters};
 use crate::oauth::{scope, GrantRequest, OAuthError, PresentedClient};
 use crate::signing::SigningKeys;
 use crate::store::{ClientRecord, ClientRegistry, StoreError, TokenClaims, TokenRecord, TokenType, UserRegistry};
 
+pub use accounts::{GrantSummary, Revoked};
 pub use code_flow::SignedIn;
 pub use throttle::{Admission, Reservation, ThrottlePolicy};
 pub use users::{LoginOutcome, UserInfo};
@@ -142,6 +145,8 @@ pub struct AuthorityConfig {
     pub refresh_ttl: Option<Duration>,
     pub code_ttl: Duration,
     pub throttle: ThrottlePolicy,
+    /// Where security events go.
+    pub audit: Audit,
 }
 
 impl AuthorityConfig {
@@ -153,6 +158,7 @@ impl AuthorityConfig {
             refresh_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
             code_ttl: Duration::from_secs(600),
             throttle: ThrottlePolicy::default(),
+            audit: Audit::off(),
         }
     }
 }
@@ -170,6 +176,7 @@ struct Inner {
     throttle: throttle::Throttle,
     /// One permit per core: at most this many argon2 checks run at once (`users::sign_in`).
     password_checks: Arc<tokio::sync::Semaphore>,
+    audit: Audit,
     counters: HotCounters,
     /// Compared against when the client id is unknown, so that an unknown client costs the
     /// same time as a wrong secret.
@@ -206,6 +213,7 @@ impl Authority {
                 password_checks: Arc::new(tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, |n| n.get()),
                 )),
+                audit: config.audit,
                 counters: HotCounters::new(),
                 decoy,
                 decoy_password,
@@ -227,6 +235,11 @@ impl Authority {
 
     pub fn clients(&self) -> &ClientRegistry {
         &self.inner.clients
+    }
+
+    /// The audit log every security event goes to.
+    pub fn audit(&self) -> &Audit {
+        &self.inner.audit
     }
 
     /// Checks presented credentials against the registry. The secret is digested and compared

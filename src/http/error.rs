@@ -26,6 +26,8 @@ pub enum ApiError {
     /// The admin credential was missing or wrong.
     AdminUnauthorized,
     NotFound,
+    /// The change conflicts with how the server is configured (an entry the config file owns).
+    Conflict(String),
     /// A failure of ours: storage, a stopped shard.
     Internal,
     Unavailable,
@@ -57,6 +59,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "invalid_request",
             ApiError::AdminUnauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
+            ApiError::Conflict(_) => "conflict",
             ApiError::Internal => "server_error",
             ApiError::Unavailable => "temporarily_unavailable",
             ApiError::BearerMissing => "unauthorized",
@@ -69,6 +72,7 @@ impl ApiError {
         match self {
             ApiError::OAuth(e) => e.description(),
             ApiError::PayloadTooLarge => Some("request body too large"),
+            ApiError::Conflict(why) => Some(why),
             _ => None,
         }
     }
@@ -85,6 +89,7 @@ impl ResponseError for ApiError {
             ApiError::OAuth(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -150,6 +155,18 @@ impl From<AuthorityError> for ApiError {
                 tracing::error!(error = %e, "internal failure while serving a request");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl From<crate::operations::OpError> for ApiError {
+    fn from(e: crate::operations::OpError) -> Self {
+        use crate::operations::OpError;
+        match e {
+            OpError::Invalid(why) => OAuthError::InvalidRequest(why.into()).into(),
+            OpError::NotFound(_) => ApiError::NotFound,
+            e @ OpError::ConfigOwned { .. } => ApiError::Conflict(e.to_string()),
+            OpError::Authority(e) => e.into(),
         }
     }
 }

@@ -27,6 +27,8 @@ use error::ApiError;
 /// Shared by every worker (`web::Data` is an `Arc`).
 pub struct AppState {
     pub authority: Authority,
+    /// The one door for changes to clients, users and keys (the admin API's handlers).
+    pub ops: crate::operations::Operations,
     /// Digest of this run's admin credential.
     pub admin_digest: SecretDigest,
     /// Seconds a sign-in lasts in the browser.
@@ -61,6 +63,9 @@ mod routes {
     pub const ADMIN_CLIENT: &str = "/admin/clients/{client_id}";
     pub const ADMIN_USERS: &str = "/admin/users";
     pub const ADMIN_USER: &str = "/admin/users/{username}";
+    pub const ADMIN_CLIENT_REVOKE: &str = "/admin/clients/{client_id}/revoke";
+    pub const ADMIN_USER_REVOKE: &str = "/admin/users/{username}/revoke";
+    pub const ADMIN_USER_EXPORT: &str = "/admin/users/{username}/export";
     pub const ADMIN_KEYS_ROTATE: &str = "/admin/keys/rotate";
     /// Route labels: every pattern, then `unmatched` for requests that matched none.
     pub const LABELS: &[&str] = &[
@@ -82,6 +87,9 @@ mod routes {
         ADMIN_CLIENT,
         ADMIN_USERS,
         ADMIN_USER,
+        ADMIN_CLIENT_REVOKE,
+        ADMIN_USER_REVOKE,
+        ADMIN_USER_EXPORT,
         ADMIN_KEYS_ROTATE,
         "unmatched",
     ];
@@ -153,6 +161,21 @@ pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOn
                 routes::ADMIN_USER,
                 web::delete().to(admin::remove_user),
                 "DELETE",
+            ))
+            .service(single_method(
+                routes::ADMIN_CLIENT_REVOKE,
+                web::post().to(admin::revoke_client),
+                "POST",
+            ))
+            .service(single_method(
+                routes::ADMIN_USER_REVOKE,
+                web::post().to(admin::revoke_user),
+                "POST",
+            ))
+            .service(single_method(
+                routes::ADMIN_USER_EXPORT,
+                web::get().to(admin::export_user),
+                "GET",
             ))
             .service(single_method(
                 routes::ADMIN_KEYS_ROTATE,

@@ -65,6 +65,16 @@ impl<V> DigestMap<V> {
         old
     }
 
+    /// The digests of every entry whose value satisfies `keep`; reads every entry.
+    pub fn keys_where(&self, mut keep: impl FnMut(&V) -> bool) -> Vec<TokenDigest> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.iter())
+            .filter(|(_, v)| keep(v))
+            .map(|(d, _)| *d)
+            .collect()
+    }
+
     pub fn remove(&mut self, digest: &TokenDigest) -> Option<V> {
         let old = self.segment_mut(digest).remove(digest);
         if old.is_some() {

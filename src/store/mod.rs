@@ -33,7 +33,7 @@ pub use durability::{Durable, GroupCommit};
 pub use records::{
     ClientRecord, CodeRecord, ConsentRecord, Record, Redeem, TokenClaims, TokenRecord, TokenType, UserRecord,
 };
-pub use tokens::TokenPartition;
+pub use tokens::{MassRevocation, TokenPartition};
 pub use users::UserRegistry;
 
 /// Failures of the storage layer. Expected outcomes (not found, not the owner) are values in

@@ -71,6 +71,15 @@ fn parse<'a>(k: &[u8], v: &'a [u8]) -> Option<(u64, u64, u8, TokenDigest, &'a [u
     Some((exp, id, head[0], TokenDigest(head[1..].try_into().ok()?), record))
 }
 
+/// What one partition took away when every token of a user or of a client was revoked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MassRevocation {
+    pub tokens: usize,
+    pub codes: usize,
+    /// The grants those records belonged to; see [`TokenPartition::revoke_subject`].
+    pub families: Vec<TokenDigest>,
+}
+
 /// A record in memory, with the id of its key in the tree.
 struct Held<R> {
     id: u64,
@@ -87,6 +96,11 @@ pub struct TokenPartition {
     claims: HashSet<Arc<TokenClaims>, Hasher>,
     /// Family → the digests of this partition's tokens in it. Only user tokens have a family.
     families: HashMap<TokenDigest, Vec<TokenDigest>, Hasher>,
+    /// Subject → the digests of this partition's tokens issued on that user's behalf, so that a
+    /// password change or a removal finds them without reading every token. A set, not a list:
+    /// a user who refreshes often holds thousands (exchanged refresh tokens stay until expiry),
+    /// and each removal must not scan them all.
+    subjects: HashMap<String, HashSet<TokenDigest, Hasher>, Hasher>,
     /// Revoked families, with the key id of their tombstone.
     revoked: HashMap<TokenDigest, u64, Hasher>,
 }
@@ -102,6 +116,7 @@ impl TokenPartition {
             codes: DigestMap::default(),
             claims: HashSet::default(),
             families: HashMap::default(),
+            subjects: HashMap::default(),
             revoked: HashMap::default(),
         };
         for entry in p.tree.range(key(now.saturating_add(1), 0)..) {
@@ -111,7 +126,7 @@ impl TokenPartition {
                 TOKEN => {
                     let mut record = TokenRecord::decode(bytes)?;
                     record.claims = p.intern(record.claims);
-                    p.index_family(&digest, &record);
+                    p.index(&digest, &record);
                     p.tokens.insert(digest, Held { id, record });
                 }
                 FAMILY => {
@@ -136,18 +151,37 @@ impl TokenPartition {
         self.tokens.is_empty()
     }
 
-    fn index_family(&mut self, digest: &TokenDigest, record: &TokenRecord) {
+    /// Adds a token to the family and subject indexes.
+    fn index(&mut self, digest: &TokenDigest, record: &TokenRecord) {
         if let Some(family) = record.claims.family {
             self.families.entry(family).or_default().push(*digest);
         }
+        if let Some(sub) = &record.claims.sub {
+            match self.subjects.get_mut(sub.as_str()) {
+                Some(set) => {
+                    set.insert(*digest);
+                }
+                None => {
+                    self.subjects.insert(sub.clone(), HashSet::from_iter([*digest]));
+                }
+            }
+        }
     }
 
-    fn unindex_family(&mut self, digest: &TokenDigest, record: &TokenRecord) {
+    fn unindex(&mut self, digest: &TokenDigest, record: &TokenRecord) {
         if let Some(family) = record.claims.family {
             if let Some(members) = self.families.get_mut(&family) {
                 members.retain(|d| d != digest);
                 if members.is_empty() {
                     self.families.remove(&family);
+                }
+            }
+        }
+        if let Some(sub) = &record.claims.sub {
+            if let Some(set) = self.subjects.get_mut(sub.as_str()) {
+                set.remove(digest);
+                if set.is_empty() {
+                    self.subjects.remove(sub.as_str());
                 }
             }
         }
@@ -176,6 +210,79 @@ impl TokenPartition {
             self.remove(digest)?;
         }
         Ok(members.len())
+    }
+
+    /// Removes every token and authorization code issued on behalf of the user `sub` (a password
+    /// change, a removal, an administrator's "revoke all"). Found through the subject index, so
+    /// the cost follows the user's own records, not the partition's size.
+    ///
+    /// The returned families name every grant those records belonged to, including grants whose
+    /// code was redeemed a moment ago: a code exchange or a refresh rotation already under way
+    /// may still send new tokens of such a grant to any shard, so the caller closes each family
+    /// on every shard ([`revoke_family`](Self::revoke_family)), which refuses them.
+    pub fn revoke_subject(&mut self, sub: &str) -> Result<MassRevocation, StoreError> {
+        let digests: Vec<TokenDigest> = self
+            .subjects
+            .get(sub)
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default();
+        let codes = self.codes.keys_where(|held| held.record.sub == sub);
+        self.revoke_all(&digests, &codes)
+    }
+
+    /// Removes every token and authorization code of the client `client_id` (the client was
+    /// removed, or an administrator revoked everything it holds). Every token is read once: a
+    /// client is not indexed (a service client may hold millions of tokens, and an index would
+    /// cost more memory than the tokens). Claims are interned, so the scan compares pointers to
+    /// the few claim sets of this client rather than strings. Families as for
+    /// [`revoke_subject`](Self::revoke_subject).
+    pub fn revoke_client(&mut self, client_id: &str) -> Result<MassRevocation, StoreError> {
+        let theirs: HashSet<*const TokenClaims, Hasher> = self
+            .claims
+            .iter()
+            .filter(|c| c.client_id == client_id)
+            .map(Arc::as_ptr)
+            .collect();
+        let digests = if theirs.is_empty() {
+            Vec::new()
+        } else {
+            self.tokens
+                .keys_where(|held| theirs.contains(&Arc::as_ptr(&held.record.claims)))
+        };
+        let codes = self.codes.keys_where(|held| held.record.client_id == client_id);
+        self.revoke_all(&digests, &codes)
+    }
+
+    fn revoke_all(&mut self, tokens: &[TokenDigest], codes: &[TokenDigest]) -> Result<MassRevocation, StoreError> {
+        let mut families: HashSet<TokenDigest, Hasher> = HashSet::default();
+        for digest in tokens {
+            if let Some(record) = self.remove(digest)? {
+                families.extend(record.claims.family);
+            }
+        }
+        for digest in codes {
+            if let Some(held) = self.codes.get(digest) {
+                self.tree.remove(key(held.record.exp, held.id))?;
+                // A redeemed code's digest is the family of the tokens it gave.
+                if held.record.redeemed {
+                    families.insert(*digest);
+                }
+                self.codes.remove(digest);
+            }
+        }
+        Ok(MassRevocation {
+            tokens: tokens.len(),
+            codes: codes.len(),
+            families: families.into_iter().collect(),
+        })
+    }
+
+    /// The tokens held for the user `sub`, for a data-subject export.
+    pub fn tokens_of_subject(&self, sub: &str) -> Vec<TokenRecord> {
+        self.subjects
+            .get(sub)
+            .map(|set| set.iter().filter_map(|d| self.get(d)).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Marks a refresh token as exchanged: it stays, inactive, until its expiry, so that a
@@ -210,7 +317,7 @@ impl TokenPartition {
         let id = self.db.generate_id()?;
         self.tree.insert(key(record.exp, id), value(TOKEN, digest, &record))?;
         record.claims = self.intern(record.claims);
-        self.index_family(digest, &record);
+        self.index(digest, &record);
         self.tokens.insert(*digest, Held { id, record });
         Ok(())
     }
@@ -265,7 +372,7 @@ impl TokenPartition {
         self.tree.remove(key(held.record.exp, held.id))?;
         let removed = self.tokens.remove(digest).map(|h| h.record);
         if let Some(record) = &removed {
-            self.unindex_family(digest, record);
+            self.unindex(digest, record);
         }
         Ok(removed)
     }
@@ -285,7 +392,7 @@ impl TokenPartition {
             match parse(k, v) {
                 Some((_, _, TOKEN, digest, _)) => {
                     if let Some(held) = self.tokens.remove(&digest) {
-                        self.unindex_family(&digest, &held.record);
+                        self.unindex(&digest, &held.record);
                     }
                 }
                 Some((_, _, CODE, digest, _)) => {
@@ -527,6 +634,110 @@ mod tests {
         assert_eq!(p.sweep_expired(100, 10).unwrap(), 2);
         assert_eq!(p.redeem_code(&digest(1), "c", 0).unwrap(), Redeem::Unknown);
         assert_eq!(p.get(&digest(2)), None);
+    }
+
+    fn user_record(sub: &str, client: &str, family: u8, token_type: crate::store::TokenType) -> TokenRecord {
+        let mut claims = TokenClaims::for_client(client, "openid");
+        claims.token_type = token_type;
+        claims.sub = Some(sub.into());
+        claims.username = Some(format!("name-{sub}"));
+        claims.family = Some(digest(family));
+        TokenRecord {
+            claims: Arc::new(claims),
+            iat: 0,
+            exp: 1000,
+        }
+    }
+
+    #[test]
+    fn revoking_a_subject_takes_its_tokens_and_codes_and_names_their_grants() {
+        use crate::store::TokenType::{Access, Refresh, UsedRefresh};
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        p.insert(&digest(1), user_record("s-alice", "app", 100, Access))
+            .unwrap();
+        p.insert(&digest(2), user_record("s-alice", "app", 100, UsedRefresh))
+            .unwrap();
+        p.insert(&digest(3), user_record("s-alice", "other", 101, Refresh))
+            .unwrap();
+        p.insert(&digest(4), user_record("s-bob", "app", 102, Access)).unwrap();
+        p.insert(&digest(5), TokenRecord::test_record(1000)).unwrap();
+        let mut redeemed = CodeRecord::test_record(1000);
+        redeemed.sub = "s-alice".into();
+        p.insert_code(&digest(6), redeemed).unwrap();
+        assert!(matches!(
+            p.redeem_code(&digest(6), "c", 1).unwrap(),
+            Redeem::Redeemed(_)
+        ));
+        let mut pending = CodeRecord::test_record(1000);
+        pending.sub = "s-alice".into();
+        p.insert_code(&digest(7), pending).unwrap();
+        let mut bobs = CodeRecord::test_record(1000);
+        bobs.sub = "s-bob".into();
+        p.insert_code(&digest(8), bobs).unwrap();
+
+        assert_eq!(p.tokens_of_subject("s-alice").len(), 3);
+        let mut r = p.revoke_subject("s-alice").unwrap();
+        r.families.sort_by_key(|f| f.0);
+        assert_eq!((r.tokens, r.codes), (3, 2));
+        assert_eq!(
+            r.families,
+            [digest(6), digest(100), digest(101)],
+            "the grants of the tokens, and the grant of the redeemed code"
+        );
+        for d in [1, 2, 3] {
+            assert!(p.get(&digest(d)).is_none(), "token {d}");
+        }
+        assert!(
+            p.get(&digest(4)).is_some() && p.get(&digest(5)).is_some(),
+            "others stay"
+        );
+        assert_eq!(p.redeem_code(&digest(7), "c", 2).unwrap(), Redeem::Unknown);
+        assert!(matches!(
+            p.redeem_code(&digest(8), "c", 2).unwrap(),
+            Redeem::Redeemed(_)
+        ));
+        assert!(p.tokens_of_subject("s-alice").is_empty());
+        assert_eq!(p.revoke_subject("s-alice").unwrap(), MassRevocation::default());
+
+        let mut reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
+        assert_eq!(reloaded.len(), 2, "the removals are in sled");
+        assert_eq!(
+            reloaded.tokens_of_subject("s-bob").len(),
+            1,
+            "subjects are indexed at load"
+        );
+        assert_eq!(reloaded.revoke_subject("s-bob").unwrap().tokens, 1);
+    }
+
+    #[test]
+    fn revoking_a_client_takes_every_token_and_code_it_holds() {
+        use crate::store::TokenType::{Access, Refresh};
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        p.insert(&digest(1), user_record("s-alice", "app", 100, Access))
+            .unwrap();
+        p.insert(&digest(2), user_record("s-alice", "app", 100, Refresh))
+            .unwrap();
+        p.insert(&digest(3), user_record("s-alice", "other", 101, Access))
+            .unwrap();
+        let service = TokenRecord {
+            claims: Arc::new(TokenClaims::for_client("app", "read")),
+            iat: 0,
+            exp: 1000,
+        };
+        p.insert(&digest(4), service).unwrap();
+        let mut code = CodeRecord::test_record(1000);
+        code.client_id = "app".into();
+        p.insert_code(&digest(5), code).unwrap();
+        let r = p.revoke_client("app").unwrap();
+        assert_eq!((r.tokens, r.codes, r.families), (3, 1, vec![digest(100)]));
+        assert!(p.get(&digest(3)).is_some(), "another client's token stays");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.tokens_of_subject("s-alice").len(), 1, "the subject index follows");
+        assert_eq!(p.revoke_client("app").unwrap(), MassRevocation::default());
+        let reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
+        assert_eq!(reloaded.len(), 1);
     }
 
     #[test]

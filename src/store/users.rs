@@ -60,6 +60,40 @@ impl UserRegistry {
         Ok(existed)
     }
 
+    /// Forgets every consent given to `client_id`, durably (the client was removed: one registered
+    /// again under the same id must ask again). Returns how many were forgotten. Reads every
+    /// consent: removing a client is rare, and consents are keyed by user first.
+    pub fn forget_client(&self, client_id: &str) -> Result<usize, StoreError> {
+        let mut forgotten = 0;
+        for entry in self.consents.iter() {
+            let (k, _) = entry?;
+            let of_client = k
+                .iter()
+                .position(|&b| b == 0)
+                .is_some_and(|nul| &k[nul + 1..] == client_id.as_bytes());
+            if of_client {
+                self.consents.remove(&k)?;
+                forgotten += 1;
+            }
+        }
+        self.db.flush()?;
+        Ok(forgotten)
+    }
+
+    /// The consents `username` gave, by client id.
+    pub fn consents_of(&self, username: &str) -> Result<Vec<(String, ConsentRecord)>, StoreError> {
+        let mut prefix = username.as_bytes().to_vec();
+        prefix.push(0);
+        self.consents
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (k, v) = entry?;
+                let client = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                Ok((client, ConsentRecord::decode(&v)?))
+            })
+            .collect()
+    }
+
     /// Every user, ordered by username.
     pub fn list(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.users.iter().map(|e| UserRecord::decode(&e?.1)).collect()
@@ -141,5 +175,25 @@ mod tests {
             reg.consent("al", "app").unwrap().is_some(),
             "a user whose name is a prefix keeps their consent"
         );
+    }
+
+    #[test]
+    fn a_removed_client_is_forgotten_by_every_user() {
+        let store = Store::temporary().unwrap();
+        let reg = store.users().unwrap();
+        for (user, client) in [("alice", "app"), ("alice", "app2"), ("bob", "app"), ("bob", "xapp")] {
+            reg.remember_consent(user, client, &["read".into()], 1).unwrap();
+        }
+        assert_eq!(reg.forget_client("app").unwrap(), 2);
+        assert!(reg.consent("alice", "app").unwrap().is_none());
+        assert!(reg.consent("bob", "app").unwrap().is_none());
+        let alice: Vec<_> = reg.consents_of("alice").unwrap().into_iter().map(|(c, _)| c).collect();
+        assert_eq!(
+            alice,
+            ["app2"],
+            "a client whose id merely contains the removed one stays"
+        );
+        assert_eq!(reg.consents_of("bob").unwrap()[0].0, "xapp");
+        assert_eq!(reg.forget_client("app").unwrap(), 0);
     }
 }
