@@ -186,7 +186,9 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
     g.bench_function("basic_header_parse_and_hmac", |b| {
         b.iter(|| {
             let presented = presented_client(Some(BASIC), None, None).expect("parse");
-            authority_for_auth.authenticate(&presented).expect("authenticated")
+            authority_for_auth
+                .authenticate(&presented, None)
+                .expect("authenticated")
         })
     });
     g.finish();

@@ -108,6 +108,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             refresh_ttl: settings.refresh_token_ttl,
             code_ttl: std::time::Duration::from_secs(600),
             throttle: settings.throttle,
+            limits: settings.limits.clone(),
         },
     );
 

@@ -16,6 +16,7 @@ use crate::crypto::{mint_token, TokenDigest, TokenKind};
 use crate::metrics as m;
 use crate::oauth::{pkce, AuthorizeRequest, GrantType, OAuthError, Scope};
 use crate::store::{ClientRecord, CodeRecord, Redeem, TokenClaims, TokenRecord, TokenType};
+use crate::vocab::RefreshPolicy;
 
 /// Who approved an authorization request, and when they authenticated. `epoch` names the
 /// password they signed in with (see `Authority::session_epoch`), so that a session ends when the
@@ -51,6 +52,8 @@ struct UserGrant<'a> {
     family: TokenDigest,
     auth_time: u64,
     nonce: Option<String>,
+    /// The access token's audience (RFC 8707); the refresh token has none.
+    aud: Option<String>,
 }
 
 fn invalid_grant(why: &'static str) -> AuthorityError {
@@ -92,6 +95,7 @@ impl Authority {
         code: &str,
         redirect_uri: &str,
         code_verifier: &str,
+        aud: Option<String>,
         now: u64,
     ) -> Result<IssuedToken, AuthorityError> {
         if code.len() > super::MAX_TOKEN_LEN {
@@ -134,6 +138,7 @@ impl Authority {
             family: digest,
             auth_time: record.auth_time,
             nonce: record.nonce,
+            aud,
         };
         let issued = self.issue_user_tokens(&grant, now).await?;
         m::token_issued("authorization_code");
@@ -146,6 +151,7 @@ impl Authority {
         client: &ClientRecord,
         refresh_token: &str,
         requested: Option<Scope>,
+        aud: Option<String>,
         now: u64,
     ) -> Result<IssuedToken, AuthorityError> {
         let Some(digest) = self.presented_digest(refresh_token) else {
@@ -202,34 +208,39 @@ impl Authority {
             family,
             auth_time: c.auth_time.unwrap_or(record.iat),
             nonce: None,
+            aud,
         };
         let issued = self.issue_user_tokens(&grant, now).await?;
         m::token_issued("refresh_token");
         Ok(issued)
     }
 
-    /// Issues the access token, the refresh token (if the client may refresh) and the ID token
-    /// (if `openid` was granted) of a user grant, and returns them once all are durable.
+    /// Issues the access token, the refresh token (if the client may refresh, and either asked
+    /// for `offline_access` or is registered to always get one) and the ID token (if `openid`
+    /// was granted) of a user grant, and returns them once all are durable.
     async fn issue_user_tokens(&self, g: &UserGrant<'_>, now: u64) -> Result<IssuedToken, AuthorityError> {
-        let claims = |token_type| {
+        let scope = Scope::parse(&g.scope)?;
+        let claims = |token_type, aud: Option<String>| {
             Arc::new(TokenClaims {
                 token_type,
                 client_id: g.client.client_id.clone(),
                 scope: g.scope.clone(),
                 sub: Some(g.sub.clone()),
-                aud: None,
+                aud,
                 username: Some(g.username.clone()),
                 family: Some(g.family),
                 auth_time: Some(g.auth_time),
             })
         };
         let access = TokenRecord {
-            claims: claims(TokenType::Access),
+            claims: claims(TokenType::Access, g.aud.clone()),
             iat: now,
             exp: now + self.inner.access_ttl,
         };
-        let refresh = g.client.may_use(GrantType::RefreshToken).then(|| TokenRecord {
-            claims: claims(TokenType::Refresh),
+        let refreshes = g.client.may_use(GrantType::RefreshToken)
+            && (g.client.refresh == RefreshPolicy::Always || scope.contains("offline_access"));
+        let refresh = refreshes.then(|| TokenRecord {
+            claims: claims(TokenType::Refresh, None),
             iat: now,
             exp: self.refresh_exp(now),
         });
@@ -244,7 +255,7 @@ impl Authority {
             }
             None => (self.issue(TokenKind::Access, access).await?, None),
         };
-        let id_token = Scope::parse(&g.scope)?
+        let id_token = scope
             .contains("openid")
             .then(|| self.id_token(g, &access_token, now))
             .transpose()?;
