@@ -63,6 +63,10 @@ fn fixture() -> Fixture {
             grant_types: grants,
             scopes: vec!["read".into(), "write".into()],
             post_logout_redirect_uris: vec![],
+            introspect: None,
+            resource: None,
+            rate_limit_per_sec: 0,
+            refresh_tokens: Default::default(),
         };
         clients
             .upsert(ClientSpec::from(raw).into_record(&key).expect("client"))

@@ -98,7 +98,7 @@ impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
     /// Takes one cell for `key`; `Err` is how long until one is free.
     fn check(&self, key: &K, clock: &DefaultClock) -> Result<(), Duration> {
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
-        if n % PRUNE_EVERY == PRUNE_EVERY - 1 || (n % 64 == 0 && self.len() >= MAX_KEYS) {
+        if n % PRUNE_EVERY == PRUNE_EVERY - 1 || (n.is_multiple_of(64) && self.len() >= MAX_KEYS) {
             self.prune();
         }
         let limiter = self.limiter.read().unwrap_or_else(|e| e.into_inner());
