@@ -63,6 +63,10 @@ fn fixture() -> Fixture {
             grant_types: grants,
             scopes: vec!["read".into(), "write".into()],
             post_logout_redirect_uris: vec![],
+            introspect: None,
+            resource: None,
+            rate_limit_per_sec: 0,
+            refresh_tokens: Default::default(),
         };
         clients
             .upsert(ClientSpec::from(raw).into_record(&key).expect("client"))
@@ -188,7 +192,9 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
     g.bench_function("basic_header_parse_and_hmac", |b| {
         b.iter(|| {
             let presented = presented_client(Some(BASIC), None, None).expect("parse");
-            authority_for_auth.authenticate(&presented).expect("authenticated")
+            authority_for_auth
+                .authenticate(&presented, None)
+                .expect("authenticated")
         })
     });
     g.finish();

@@ -12,10 +12,13 @@
 #   TOKENS=0 WORKLOAD=issue scripts/ab.sh 10 4 old=/tmp/old/tessera new=target/release/tessera
 #
 # key=value pairs go into the variant's TOML (shards, shard_threads, workers, ...); the default
-# is 2 shards and 2 workers. The pool is seeded with this tree's examples/seed_tokens, so every
-# binary must read this tree's store layout. With WORKLOAD=issue, every round issues
-# client_credentials tokens and each variant's store grows alike; TOKENS=0 starts every variant
-# on an empty store of its own, so builds with different store layouts can be compared. Needs
+# is 2 shards and 2 workers. One key is the variant's own: api_rate_limit_per_sec=N sets the
+# rate_limit_per_sec of the introspecting api-server client, to measure the limiter's cost:
+#   scripts/ab.sh 10 6 none=target/release/tessera \
+#     limited=target/release/tessera:api_rate_limit_per_sec=10000000
+# The pool is seeded with this tree's examples/seed_tokens, so every binary must read this
+# tree's store layout. With WORKLOAD=issue, every round issues client_credentials tokens and
+# each variant's store grows alike; TOKENS=0 starts every variant on an empty store of its own, so builds with different store layouts can be compared. Needs
 # wrk. Traffic goes to 127.0.0.1 only; every wrk run is bounded by its duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +26,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
 ROUNDS=${2:-6}
 shift 2 || true
-(($#)) || { sed -n '2,19p' "$0" >&2; exit 2; }
+(($#)) || { sed -n '2,23p' "$0" >&2; exit 2; }
 TOKENS=${TOKENS:-100000}
 WORKLOAD=${WORKLOAD:-introspect}
 CONNS=${CONNS:-64}
@@ -45,6 +48,7 @@ for spec in "$@"; do
   name=${spec%%=*}; rest=${spec#*=}; bin=${rest%%:*}; opts=""
   [[ $rest == *:* ]] && opts=${rest#*:}
   shards=$(tr ',' '\n' <<<"$opts" | sed -n 's/^shards=//p'); shards=${shards:-2}
+  api_rate=$(tr ',' '\n' <<<"$opts" | sed -n 's/^api_rate_limit_per_sec=//p')
   pool=$work/pool-$shards
   if ((TOKENS == 0)); then
     # Empty stores: each binary creates its own, in its own layout.
@@ -60,8 +64,9 @@ for spec in "$@"; do
     echo "data_dir = \"$work/$name\""
     grep -q '^shards=' <<<"${opts//,/$'\n'}" || echo "shards = 2"
     grep -q '^workers=' <<<"${opts//,/$'\n'}" || echo "workers = 2"
-    tr ',' '\n' <<<"$opts" | sed -n 's/^\([a-z_]*\)=\(.*\)$/\1 = \2/p'
+    tr ',' '\n' <<<"$opts" | { grep -v '^api_rate_limit_per_sec=' || true; } | sed -n 's/^\([a-z_]*\)=\(.*\)$/\1 = \2/p'
     printf '[[clients]]\nclient_id = "api-server"\nclient_secret = "api-secret"\n'
+    [[ -z $api_rate ]] || echo "rate_limit_per_sec = $api_rate"
     printf '[[clients]]\nclient_id = "demo-client"\nclient_secret = "demo-secret"\n'
     printf 'grant_types = ["client_credentials"]\nscopes = ["read", "write"]\n'
   } > "$work/$name.toml"

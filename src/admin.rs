@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RawClient;
 use crate::crypto::ServerKey;
-use crate::oauth::{GrantType, Scope};
+use crate::oauth::Scope;
 use crate::store::{ClientRecord, UserRecord};
+use crate::vocab::{GrantType, RefreshPolicy};
 
 /// A client as an administrator describes it, secret in the clear (it is digested here).
 #[derive(Clone, Serialize, Deserialize)]
@@ -21,6 +22,18 @@ pub struct ClientSpec {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// May the client introspect? Absent: yes for a client with no grant types (a resource
+    /// server), no otherwise.
+    #[serde(default)]
+    pub introspect: Option<bool>,
+    /// The client's RFC 8707 resource indicator, if it is a resource server with one.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Requests per second to the token, introspection and revocation endpoints; 0: no limit.
+    #[serde(default)]
+    pub rate_limit_per_sec: u32,
+    #[serde(default)]
+    pub refresh_tokens: RefreshPolicy,
 }
 
 /// What the admin API and `tessera client list` show of a client: everything but the secret.
@@ -32,6 +45,14 @@ pub struct ClientView {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub introspect: bool,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub rate_limit_per_sec: u32,
+    #[serde(default)]
+    pub refresh_tokens: RefreshPolicy,
 }
 
 impl From<&ClientRecord> for ClientView {
@@ -42,6 +63,10 @@ impl From<&ClientRecord> for ClientView {
             grant_types: c.grant_types.clone(),
             scopes: c.scopes.clone(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            introspect: c.introspect,
+            resource: c.resource.clone(),
+            rate_limit_per_sec: c.rate_limit_per_sec,
+            refresh_tokens: c.refresh,
         }
     }
 }
@@ -55,6 +80,10 @@ impl From<RawClient> for ClientSpec {
             grant_types: c.grant_types,
             scopes: c.scopes,
             post_logout_redirect_uris: c.post_logout_redirect_uris,
+            introspect: c.introspect,
+            resource: c.resource,
+            rate_limit_per_sec: c.rate_limit_per_sec,
+            refresh_tokens: c.refresh_tokens,
         }
     }
 }
@@ -82,9 +111,20 @@ impl ClientSpec {
         if self.grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
             return Err("a client with the authorization_code grant needs at least one redirect URI".into());
         }
+        if let Some(resource) = &self.resource {
+            if !crate::oauth::audience::is_resource_uri(resource) {
+                return Err(format!(
+                    "resource {resource:?} must be an absolute URI without a fragment or whitespace"
+                ));
+            }
+        }
         let mut grant_types = self.grant_types;
         grant_types.dedup();
         Ok(ClientRecord {
+            introspect: self.introspect.unwrap_or(grant_types.is_empty()),
+            resource: self.resource,
+            rate_limit_per_sec: self.rate_limit_per_sec,
+            refresh: self.refresh_tokens,
             secret_digest: key.secret_digest(&self.client_secret),
             client_id: self.client_id,
             redirect_uris: self.redirect_uris,
@@ -222,6 +262,10 @@ mod tests {
             grant_types: vec![GrantType::AuthorizationCode, GrantType::ClientCredentials],
             scopes: vec!["read".into(), "write".into()],
             post_logout_redirect_uris: vec![],
+            introspect: None,
+            resource: None,
+            rate_limit_per_sec: 0,
+            refresh_tokens: RefreshPolicy::OfflineAccess,
         }
     }
 
@@ -231,6 +275,36 @@ mod tests {
         let r = spec().into_record(&key).unwrap();
         assert!(r.secret_digest.matches(&key.secret_digest("long-enough")));
         assert_eq!(ClientView::from(&r).scopes, ["read", "write"]);
+    }
+
+    #[test]
+    fn only_resource_servers_introspect_unless_told() {
+        let key = ServerKey::from_bytes(&[1; 32]).unwrap();
+        assert!(
+            !spec().into_record(&key).unwrap().introspect,
+            "a client with grant types"
+        );
+        let rs = ClientSpec {
+            grant_types: vec![],
+            redirect_uris: vec![],
+            resource: Some("https://api.example".into()),
+            rate_limit_per_sec: 100,
+            ..spec()
+        }
+        .into_record(&key)
+        .unwrap();
+        assert!(rs.introspect, "a resource server");
+        assert_eq!(rs.resource.as_deref(), Some("https://api.example"));
+        assert_eq!(ClientView::from(&rs).rate_limit_per_sec, 100);
+        let told = ClientSpec {
+            introspect: Some(true),
+            refresh_tokens: RefreshPolicy::Always,
+            ..spec()
+        }
+        .into_record(&key)
+        .unwrap();
+        assert!(told.introspect);
+        assert_eq!(told.refresh, RefreshPolicy::Always);
     }
 
     #[test]
@@ -271,6 +345,14 @@ mod tests {
             },
             ClientSpec {
                 post_logout_redirect_uris: vec!["not a uri".into()],
+                ..spec()
+            },
+            ClientSpec {
+                resource: Some("https://api.example/#x".into()),
+                ..spec()
+            },
+            ClientSpec {
+                resource: Some("https://a b".into()),
                 ..spec()
             },
         ];

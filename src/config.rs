@@ -61,6 +61,16 @@ pub struct RawConfig {
     pub max_body_bytes: Option<usize>,
     /// Where the audit log goes: a file (default `<data_dir>/audit.log`), or `-` for stdout.
     pub audit_log: Option<String>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Failed client authentications allowed back to back per client and address, and per
+    /// minute after that.
+    pub client_auth_failure_burst: Option<u32>,
+    pub client_auth_failures_per_min: Option<u32>,
+    /// Requests per second per address to authorize, login and userinfo (0: no limit), and
+    /// the burst allowed before that rate applies.
+    pub address_rate_per_sec: Option<u32>,
+    pub address_rate_burst: Option<u32>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
     #[serde(default)]
@@ -83,6 +93,16 @@ pub struct RawClient {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Default: true for a client with no grant types (a resource server), false otherwise.
+    pub introspect: Option<bool>,
+    /// RFC 8707 resource indicator of a resource server.
+    pub resource: Option<String>,
+    /// Requests per second to token, introspection and revocation; 0 or absent: no limit.
+    #[serde(default)]
+    pub rate_limit_per_sec: u32,
+    /// `offline_access` (default): refresh tokens only when that scope is granted; `always`.
+    #[serde(default)]
+    pub refresh_tokens: crate::vocab::RefreshPolicy,
 }
 
 /// A `[[users]]` entry: created, or updated (password, email, name) at every start.
@@ -193,12 +213,25 @@ impl RawConfig {
         if let Some(v) = num(&env, "TESSERA_CACHE_MIB")? {
             self.cache_mib = Some(v);
         }
+        if let Some(v) = env("TESSERA_TRUSTED_PROXIES") {
+            self.trusted_proxies = Some(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(Into::into)
+                    .collect(),
+            );
+        }
+        if let Some(v) = num(&env, "TESSERA_ADDRESS_RATE_PER_SEC")? {
+            self.address_rate_per_sec = Some(v);
+        }
         Ok(())
     }
 
     /// Validates into [`Settings`], filling defaults.
     pub fn validate(self) -> Result<Settings, ConfigError> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let limits = self.limits()?;
         let bind = self.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
         let issuer = self.issuer.map(|i| i.trim_end_matches('/').to_owned());
         if let Some(issuer) = &issuer {
@@ -316,7 +349,34 @@ impl RawConfig {
             cache_bytes: self.cache_mib.unwrap_or(32) * 1024 * 1024,
             max_body_bytes: self.max_body_bytes.unwrap_or(16 * 1024),
             clients,
+            limits,
         })
+    }
+
+    /// The rate limits and trusted proxies, defaults filled.
+    fn limits(&self) -> Result<crate::limits::LimitPolicy, ConfigError> {
+        let mut limits = crate::limits::LimitPolicy::default();
+        if let Some(entries) = &self.trusted_proxies {
+            limits.trusted_proxies = crate::limits::TrustedProxies::parse(entries).map_err(ConfigError::Invalid)?;
+        }
+        let positive = |v: Option<u32>, name: &str, default: u32| match v {
+            Some(0) => Err(ConfigError::Invalid(format!("{name} must be positive"))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        limits.auth_failure_burst = positive(
+            self.client_auth_failure_burst,
+            "client_auth_failure_burst",
+            limits.auth_failure_burst,
+        )?;
+        limits.auth_failures_per_min = positive(
+            self.client_auth_failures_per_min,
+            "client_auth_failures_per_min",
+            limits.auth_failures_per_min,
+        )?;
+        limits.address_rate_per_sec = self.address_rate_per_sec.unwrap_or(limits.address_rate_per_sec);
+        limits.address_burst = positive(self.address_rate_burst, "address_rate_burst", limits.address_burst)?;
+        Ok(limits)
     }
 }
 
@@ -351,6 +411,8 @@ pub struct Settings {
     pub audit_log: crate::audit::AuditTarget,
     /// Clients created or updated at start.
     pub clients: Vec<RawClient>,
+    /// Rate limits, quotas and trusted proxies.
+    pub limits: crate::limits::LimitPolicy,
 }
 
 impl std::fmt::Debug for Settings {
@@ -503,6 +565,32 @@ mod tests {
     }
 
     #[test]
+    fn limits_and_trusted_proxies() {
+        let s = RawConfig::default().validate().unwrap();
+        assert_eq!(s.limits, crate::limits::LimitPolicy::default());
+        let mut raw = RawConfig::from_toml(
+            "trusted_proxies = ['10.0.0.0/8', '::1']\naddress_rate_per_sec = 5\nclient_auth_failure_burst = 3",
+        )
+        .unwrap();
+        raw.apply_env(|k| (k == "TESSERA_ADDRESS_RATE_PER_SEC").then(|| "0".into()))
+            .unwrap();
+        let s = raw.validate().unwrap();
+        assert!(s.limits.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
+        assert!(!s.limits.trusted_proxies.contains("192.0.2.1".parse().unwrap()));
+        assert_eq!(s.limits.address_rate_per_sec, 0, "the environment turns it off");
+        assert_eq!(s.limits.auth_failure_burst, 3);
+        let mut raw = RawConfig::default();
+        raw.apply_env(|k| (k == "TESSERA_TRUSTED_PROXIES").then(|| "127.0.0.1, 10.0.0.0/8".into()))
+            .unwrap();
+        assert!(raw
+            .validate()
+            .unwrap()
+            .limits
+            .trusted_proxies
+            .contains("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
     fn defaults_without_a_file() {
         let s = RawConfig::default().validate().unwrap();
         assert_eq!(s.bind, DEFAULT_BIND);
@@ -565,6 +653,14 @@ mod tests {
         .validate()
         .is_err());
         assert!(RawConfig::from_toml("unknown_key = 1").is_err());
+        assert!(RawConfig::from_toml("trusted_proxies = ['10.0.0.0/40']")
+            .unwrap()
+            .validate()
+            .is_err());
+        assert!(RawConfig::from_toml("client_auth_failure_burst = 0")
+            .unwrap()
+            .validate()
+            .is_err());
         assert!(
             RawConfig::from_toml("[[clients]]\nclient_id='a'\nclient_secret='b'\ngrant_types=['password']").is_err()
         );

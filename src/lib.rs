@@ -9,6 +9,7 @@
 //! - [`actors`]: the `TokenShard` actors, each owning one partition, and the router to them.
 //! - [`authority`]: the OAuth and OpenID Connect operations, over the registries, the shards
 //!   and the signing keys; no HTTP.
+//! - [`limits`]: rate limits and quotas, and which address a request comes from.
 //! - [`http`]: actix-web handlers, the single error-to-response mapping, metrics middleware.
 //! - [`admin`]: client and user registration rules shared by the config file, CLI and admin
 //!   API.
@@ -19,6 +20,7 @@
 //! - [`audit`]: the audit log (one JSON object per security event), written off the request
 //!   path.
 //! - [`datadir`]: the files beside the database (server key, admin credential).
+//! - [`vocab`]: grant types and refresh policies, the words `oauth` and `store` share.
 //! - [`server`]: assembles all of the above into a running server.
 //!
 //! See `ARCHITECTURE.md` for the request flow and the invariants each layer keeps.
@@ -31,12 +33,14 @@ pub mod config;
 pub mod crypto;
 pub mod datadir;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod oauth;
 pub mod operations;
 pub mod server;
 pub mod signing;
 pub mod store;
+pub mod vocab;
 
 /// Seconds since the Unix epoch. Read once per request at the edge and passed down, so the
 /// protocol and storage layers take time as a value.

@@ -68,6 +68,19 @@ enum ClientCommand {
         /// Where RP-initiated logout may return to; repeatable.
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
+        /// May the client introspect (true or false)? Default: true for a client with no
+        /// grant types (a resource server), false otherwise.
+        #[arg(long)]
+        introspect: Option<bool>,
+        /// The RFC 8707 resource indicator of a resource server (an absolute URI).
+        #[arg(long)]
+        resource: Option<String>,
+        /// Requests per second to token, introspection and revocation; 0: no limit.
+        #[arg(long, default_value_t = 0)]
+        rate_limit_per_sec: u32,
+        /// When the client gets refresh tokens: offline_access (when that scope is granted) or always.
+        #[arg(long, default_value = "offline_access", value_parser = parse_refresh_policy)]
+        refresh_tokens: tessera::vocab::RefreshPolicy,
     },
     /// List registered clients (secrets are never shown).
     List,
@@ -121,6 +134,10 @@ enum KeysCommand {
 
 fn parse_grant(s: &str) -> Result<GrantType, String> {
     GrantType::parse(s).ok_or_else(|| format!("unknown grant type {s:?}"))
+}
+
+fn parse_refresh_policy(s: &str) -> Result<tessera::vocab::RefreshPolicy, String> {
+    tessera::vocab::RefreshPolicy::parse(s).ok_or_else(|| format!("expected always or offline_access, got {s:?}"))
 }
 
 fn main() -> ExitCode {
@@ -292,6 +309,10 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
             grant_types,
             scopes,
             post_logout_redirect_uris,
+            introspect,
+            resource,
+            rate_limit_per_sec,
+            refresh_tokens,
         } => {
             let generated = secret.is_none();
             let client_secret = secret.unwrap_or_else(|| tessera::crypto::random_string("", 32));
@@ -302,6 +323,10 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<(), String> {
                 grant_types,
                 scopes,
                 post_logout_redirect_uris,
+                introspect,
+                resource,
+                rate_limit_per_sec,
+                refresh_tokens,
             };
             let json = serde_json::to_value(&spec).expect("json");
             let view = match local(&settings, |ops| async move { ops.put_client(spec, Door::Cli).await })? {

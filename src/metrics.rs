@@ -25,6 +25,7 @@ pub const CODES_ISSUED: &str = "tessera_authorization_codes_issued_total";
 pub const SIGN_INS: &str = "tessera_sign_ins_total";
 pub const FAMILIES_REVOKED: &str = "tessera_token_families_revoked_total";
 pub const AUDIT_DROPPED: &str = "tessera_audit_events_dropped_total";
+pub const RATE_LIMITED: &str = "tessera_rate_limited_total";
 
 /// Every metric name, for documentation checks and dashboards.
 pub const ALL: &[&str] = &[
@@ -44,6 +45,7 @@ pub const ALL: &[&str] = &[
     SIGN_INS,
     FAMILIES_REVOKED,
     AUDIT_DROPPED,
+    RATE_LIMITED,
 ];
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -103,6 +105,10 @@ fn describe() {
         AUDIT_DROPPED,
         "Audit events dropped because the audit log writer fell behind"
     );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused with 429 by endpoint and reason (client_auth_failures, client_rate, address_rate)"
+    );
 }
 
 /// Handles for the metrics on the introspection path, registered once so that recording is an
@@ -161,6 +167,13 @@ pub fn family_revoked(reason: &'static str) {
     counter!(FAMILIES_REVOKED, "reason" => reason).increment(1);
 }
 
+/// A request to `endpoint` (a route pattern) refused under a limit; `reason` is
+/// `client_auth_failures`, `client_rate` or `address_rate`. Only refusals are counted, so the
+/// registry lookup is paid by requests that do no other work.
+pub fn rate_limited(endpoint: &'static str, reason: &'static str) {
+    counter!(RATE_LIMITED, "endpoint" => endpoint, "reason" => reason).increment(1);
+}
+
 pub fn tokens_revoked(n: usize) {
     counter!(TOKENS_REVOKED).increment(n as u64);
 }
@@ -176,15 +189,15 @@ pub fn flush_observed(batch: usize, took: Duration) {
 
 /// Status labels: the codes Tessera answers with, one label each, and a class label for any
 /// other code, so that the label set stays bounded.
-const STATUS_LABELS: [&str; 15] = [
-    "200", "201", "204", "400", "401", "404", "405", "413", "500", "503", "1xx", "2xx", "3xx", "4xx", "5xx",
+const STATUS_LABELS: [&str; 16] = [
+    "200", "201", "204", "400", "401", "404", "405", "413", "429", "500", "503", "1xx", "2xx", "3xx", "4xx", "5xx",
 ];
 
 fn status_index(code: u16) -> usize {
-    STATUS_LABELS[..10]
+    STATUS_LABELS[..11]
         .iter()
         .position(|l| l.parse() == Ok(code))
-        .unwrap_or(10 + usize::from(code / 100).clamp(1, 5) - 1)
+        .unwrap_or(11 + usize::from(code / 100).clamp(1, 5) - 1)
 }
 
 /// The HTTP metrics of a fixed set of routes, with their handles registered ahead, so that
@@ -233,7 +246,8 @@ mod tests {
         assert_eq!(label(200), "200");
         assert_eq!(label(503), "503");
         assert_eq!(label(302), "3xx");
-        assert_eq!(label(429), "4xx");
+        assert_eq!(label(429), "429");
+        assert_eq!(label(418), "4xx");
         assert_eq!(label(599), "5xx");
         assert_eq!(label(101), "1xx");
     }

@@ -79,6 +79,7 @@ impl Engine {
                 code_ttl: settings.code_ttl,
                 throttle: settings.throttle,
                 audit: crate::audit::Audit::start(&settings.audit_log)?,
+                limits: settings.limits.clone(),
             },
         );
         let owned = ConfigOwned {

@@ -164,6 +164,9 @@ async fn cli_manages_clients_offline_and_while_the_server_runs() {
             "client_credentials",
             "--scope",
             "read",
+            // It introspects its own token below; a client with grant types may only if told.
+            "--introspect",
+            "true",
         ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -246,3 +246,52 @@ async fn a_token_revoked_before_its_first_use_is_refused() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     assert!(challenge(&r).starts_with("Bearer error=\"invalid_token\""));
 }
+
+#[actix_rt::test]
+async fn with_a_resource_indicator_only_tokens_for_this_api_get_in() {
+    let tessera = TestServer::start(
+        "[[clients]]\nclient_id = \"orders-api\"\nclient_secret = \"orders-secret\"\nresource = \"https://orders.example\"\n\
+         [[clients]]\nclient_id = \"billing-api\"\nclient_secret = \"billing-secret\"\nresource = \"https://billing.example\"\n",
+    )
+    .await;
+    let api = ApiServer::start(tessera_api::ResourceServerConfig {
+        resource: Some("https://orders.example".into()),
+        ..tessera_api::ResourceServerConfig::new(&tessera.base, "orders-api", "orders-secret")
+    })
+    .await;
+    let issue = |resource: &'static str| {
+        let tessera = &tessera;
+        async move {
+            let mut form = vec![("grant_type", "client_credentials"), ("scope", "read")];
+            if !resource.is_empty() {
+                form.push(("resource", resource));
+            }
+            let r = tessera
+                .post_form("/oauth/token", Some(("demo-client", "demo-secret")), &form)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            r.json["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let for_orders = issue("https://orders.example").await;
+    let r = api.get("/api/protected", Some(&for_orders)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let for_billing = issue("https://billing.example").await;
+    let r = api.get("/api/protected", Some(&for_billing)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a token for another API: {}",
+        r.text
+    );
+    assert!(challenge(&r).contains("invalid_token"), "{}", challenge(&r));
+
+    let for_anyone = issue("").await;
+    let r = api.get("/api/protected", Some(&for_anyone)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "an API that declares its resource wants tokens asked for it"
+    );
+}

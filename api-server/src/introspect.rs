@@ -79,12 +79,32 @@ struct Answer {
     exp: Option<u64>,
     #[serde(default)]
     token_type: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+}
+
+/// RFC 7662 §2.2 / RFC 7519 §4.1.3: one audience as a string, several as an array.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn includes(&self, resource: &str) -> bool {
+        match self {
+            Audience::One(a) => a == resource,
+            Audience::Many(all) => all.iter().any(|a| a == resource),
+        }
+    }
 }
 
 /// Turns an introspection answer into a verdict. Only access tokens authenticate a request:
 /// Tessera also reports refresh tokens as active (with `token_type: "refresh_token"`), and a
-/// refresh token presented as a bearer token must be refused.
-pub fn verdict_from_json(body: &[u8]) -> Result<Verdict, UpstreamError> {
+/// refresh token presented as a bearer token must be refused. With a `resource` indicator, a
+/// token with no `aud`, or one that does not include it, is inactive here.
+pub fn verdict_from_json(body: &[u8], resource: Option<&str>) -> Result<Verdict, UpstreamError> {
     let answer: Answer = serde_json::from_slice(body).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
     if !answer.active {
         return Ok(Verdict::Inactive);
@@ -95,6 +115,11 @@ pub fn verdict_from_json(body: &[u8]) -> Result<Verdict, UpstreamError> {
         .is_none_or(|t| t.eq_ignore_ascii_case("bearer"));
     if !is_access {
         return Ok(Verdict::Inactive);
+    }
+    if let Some(resource) = resource {
+        if !answer.aud.as_ref().is_some_and(|aud| aud.includes(resource)) {
+            return Ok(Verdict::Inactive);
+        }
     }
     let Some(client_id) = answer.client_id else {
         return Err(UpstreamError::Malformed("an active token without client_id".into()));
@@ -114,6 +139,7 @@ pub struct Introspector {
     http: reqwest::Client,
     endpoint: String,
     authorization: HeaderValue,
+    resource: Option<String>,
 }
 
 impl Introspector {
@@ -132,7 +158,13 @@ impl Introspector {
             http,
             endpoint,
             authorization: basic_authorization(client_id, client_secret)?,
+            resource: None,
         })
+    }
+
+    /// Checks the audience of active answers against `resource` (see [`verdict_from_json`]).
+    pub fn for_resource(self, resource: Option<String>) -> Self {
+        Introspector { resource, ..self }
     }
 
     pub fn endpoint(&self) -> &str {
@@ -152,7 +184,7 @@ impl Introspector {
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(transport_error)?;
         match status {
-            200 => verdict_from_json(&body),
+            200 => verdict_from_json(&body, self.resource.as_deref()),
             // RFC 7662 §2.3: the resource server itself was not authenticated or not allowed.
             400 | 401 | 403 => Err(UpstreamError::CredentialsRejected(status)),
             _ => Err(UpstreamError::Status(status)),
@@ -198,10 +230,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn with_a_resource_indicator_only_tokens_for_it_are_active() {
+        let one = br#"{"active":true,"client_id":"c","scope":"read","aud":"https://api.example"}"#;
+        let many = br#"{"active":true,"client_id":"c","scope":"read","aud":["https://x","https://api.example"]}"#;
+        let other = br#"{"active":true,"client_id":"c","scope":"read","aud":"https://x"}"#;
+        let none = br#"{"active":true,"client_id":"c","scope":"read"}"#;
+        let here = Some("https://api.example");
+        for body in [&one[..], &many[..]] {
+            assert!(matches!(verdict_from_json(body, here).unwrap(), Verdict::Active(_)));
+        }
+        for body in [&other[..], &none[..]] {
+            assert_eq!(verdict_from_json(body, here).unwrap(), Verdict::Inactive);
+            assert!(
+                matches!(verdict_from_json(body, None).unwrap(), Verdict::Active(_)),
+                "without an indicator the audience is not checked"
+            );
+        }
+    }
+
+    #[test]
     fn an_active_access_token_becomes_token_info() {
         let body = br#"{"active":true,"scope":"read write","client_id":"demo-client","token_type":"Bearer",
             "exp":1900000000,"iat":1,"iss":"http://x","sub":"u-1","username":"alice","aud":"demo-client"}"#;
-        let Verdict::Active(info) = verdict_from_json(body).unwrap() else {
+        let Verdict::Active(info) = verdict_from_json(body, None).unwrap() else {
             panic!("expected active")
         };
         assert_eq!(info.client_id, "demo-client");
@@ -214,9 +265,12 @@ mod tests {
 
     #[test]
     fn inactive_and_refresh_tokens_do_not_authenticate() {
-        assert_eq!(verdict_from_json(br#"{"active":false}"#).unwrap(), Verdict::Inactive);
+        assert_eq!(
+            verdict_from_json(br#"{"active":false}"#, None).unwrap(),
+            Verdict::Inactive
+        );
         let refresh = br#"{"active":true,"scope":"read","client_id":"c","token_type":"refresh_token"}"#;
-        assert_eq!(verdict_from_json(refresh).unwrap(), Verdict::Inactive);
+        assert_eq!(verdict_from_json(refresh, None).unwrap(), Verdict::Inactive);
     }
 
     #[test]
@@ -225,7 +279,7 @@ mod tests {
             &br#"{"active":true,"client_id":"c"}"#[..],
             br#"{"active":true,"client_id":"c","token_type":"bearer"}"#,
         ] {
-            assert!(matches!(verdict_from_json(body).unwrap(), Verdict::Active(_)));
+            assert!(matches!(verdict_from_json(body, None).unwrap(), Verdict::Active(_)));
         }
     }
 
@@ -233,7 +287,7 @@ mod tests {
     fn garbage_and_incomplete_answers_are_upstream_errors() {
         for body in [&b"<html>"[..], b"{}", br#"{"active":true}"#] {
             assert!(
-                matches!(verdict_from_json(body), Err(UpstreamError::Malformed(_))),
+                matches!(verdict_from_json(body, None), Err(UpstreamError::Malformed(_))),
                 "{body:?}"
             );
         }

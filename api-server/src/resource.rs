@@ -41,6 +41,10 @@ pub struct ResourceServerConfig {
     pub breaker_open: Duration,
     /// Limit on one introspection call, connection included.
     pub upstream_timeout: Duration,
+    /// This resource server's RFC 8707 resource indicator; when set, an active token whose
+    /// `aud` does not include it is refused as invalid (RFC 9700 §2.3: a token for another API
+    /// must not work here).
+    pub resource: Option<String>,
 }
 
 impl std::fmt::Debug for ResourceServerConfig {
@@ -72,6 +76,7 @@ impl ResourceServerConfig {
             breaker_failures: 5,
             breaker_open: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(2),
+            resource: None,
         }
     }
 }
@@ -150,7 +155,8 @@ impl ResourceServer {
             &config.client_id,
             &config.client_secret,
             config.upstream_timeout,
-        )?;
+        )?
+        .for_resource(config.resource.clone());
         Ok(ResourceServer(Arc::new(Inner {
             introspector,
             cache: cache::build(config.cache_capacity),

@@ -36,7 +36,7 @@ use crate::pool::{Client, ACCOUNT_PASSWORD};
 
 /// The redirect URI the client signs in with; nothing listens there.
 pub const REDIRECT_URI: &str = "http://127.0.0.1:3001/callback";
-const SCOPE: &str = "openid profile read";
+const SCOPE: &str = "openid profile read offline_access";
 const CSRF_COOKIE: &str = "tessera_csrf";
 const SESSION_COOKIE: &str = "tessera_session";
 

@@ -16,6 +16,7 @@ use crate::crypto::{mint_token, TokenDigest, TokenKind};
 use crate::metrics as m;
 use crate::oauth::{pkce, AuthorizeRequest, GrantType, OAuthError, Scope};
 use crate::store::{ClientRecord, CodeRecord, Redeem, TokenClaims, TokenRecord, TokenType};
+use crate::vocab::RefreshPolicy;
 
 /// Who approved an authorization request, and when they authenticated. `epoch` names the
 /// password they signed in with (see `Authority::session_epoch`), so that a session ends when the
@@ -55,6 +56,8 @@ struct UserGrant<'a> {
     family: TokenDigest,
     auth_time: u64,
     nonce: Option<String>,
+    /// The access token's audience (RFC 8707); the refresh token has none.
+    aud: Option<String>,
 }
 
 fn invalid_grant(why: &'static str) -> AuthorityError {
@@ -96,6 +99,7 @@ impl Authority {
         code: &str,
         redirect_uri: &str,
         code_verifier: &str,
+        aud: Option<String>,
         now: u64,
     ) -> Result<IssuedToken, AuthorityError> {
         if code.len() > super::MAX_TOKEN_LEN {
@@ -139,6 +143,7 @@ impl Authority {
             family: digest,
             auth_time: record.auth_time,
             nonce: record.nonce,
+            aud,
         };
         let issued = self.issue_user_tokens(&grant, now).await?;
         m::token_issued("authorization_code");
@@ -151,6 +156,7 @@ impl Authority {
         client: &ClientRecord,
         refresh_token: &str,
         requested: Option<Scope>,
+        aud: Option<String>,
         now: u64,
     ) -> Result<IssuedToken, AuthorityError> {
         let Some(digest) = self.presented_digest(refresh_token) else {
@@ -195,34 +201,41 @@ impl Authority {
             family,
             auth_time: c.auth_time.unwrap_or(record.iat),
             nonce: None,
+            aud,
         };
         let issued = self.issue_user_tokens(&grant, now).await?;
         m::token_issued("refresh_token");
         Ok(issued)
     }
 
-    /// Issues the access token, the refresh token (if the client may refresh) and the ID token
-    /// (if `openid` was granted) of a user grant, and returns them once all are durable.
+    /// Issues the access token, the refresh token (if the client may refresh, and either asked
+    /// for `offline_access` or is registered to always get one) and the ID token (if `openid`
+    /// was granted) of a user grant, and returns them once all are durable.
     async fn issue_user_tokens(&self, g: &UserGrant<'_>, now: u64) -> Result<IssuedToken, AuthorityError> {
-        let claims = |token_type, scope: &String| {
+        let granted = Scope::parse(&g.scope)?;
+        let claims = |token_type, scope: &String, aud: Option<String>| {
             Arc::new(TokenClaims {
                 token_type,
                 client_id: g.client.client_id.clone(),
                 scope: scope.clone(),
                 sub: Some(g.sub.clone()),
-                aud: None,
+                aud,
                 username: Some(g.username.clone()),
                 family: Some(g.family),
                 auth_time: Some(g.auth_time),
             })
         };
         let access = TokenRecord {
-            claims: claims(TokenType::Access, &g.access_scope),
+            claims: claims(TokenType::Access, &g.access_scope, g.aud.clone()),
             iat: now,
             exp: now + self.inner.access_ttl,
         };
-        let refresh = g.client.may_use(GrantType::RefreshToken).then(|| TokenRecord {
-            claims: claims(TokenType::Refresh, &g.scope),
+        // A refresh token only where the user granted offline access, or the client is
+        // registered to always get one; it carries the grant's whole scope, and no audience.
+        let refreshes = g.client.may_use(GrantType::RefreshToken)
+            && (g.client.refresh == RefreshPolicy::Always || granted.contains("offline_access"));
+        let refresh = refreshes.then(|| TokenRecord {
+            claims: claims(TokenType::Refresh, &g.scope, None),
             iat: now,
             exp: self.refresh_exp(now),
         });

@@ -19,8 +19,9 @@ use serde::Serialize;
 use crate::actors::{IssueToken, Revocation, RevokeFamily, RevokeToken, ShardRouter};
 use crate::audit::Audit;
 use crate::crypto::{mint_token, SecretDigest, ServerKey, TokenDigest, TokenKind};
+use crate::limits::{LimitPolicy, Limited, Limits};
 use crate::metrics::{self as m, HotCounters};
-use crate::oauth::{scope, GrantRequest, OAuthError, PresentedClient};
+use crate::oauth::{audience, scope, GrantRequest, OAuthError, PresentedClient};
 use crate::signing::SigningKeys;
 use crate::store::{ClientRecord, ClientRegistry, StoreError, TokenClaims, TokenRecord, TokenType, UserRegistry};
 
@@ -43,6 +44,9 @@ pub enum AuthorityError {
     ShardUnavailable(#[from] actix::MailboxError),
     #[error("{0}")]
     Internal(String),
+    /// A rate limit or quota refused the request before any work was done.
+    #[error("rate limited ({})", .0.reason)]
+    RateLimited(Limited),
 }
 
 /// A successful token response (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3).
@@ -97,7 +101,7 @@ impl Serialize for Introspection {
             #[serde(skip_serializing_if = "Option::is_none")]
             username: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            aud: Option<&'a str>,
+            aud: Option<audience::Audience<'a>>,
         }
         match self {
             Introspection::Inactive => Inactive { active: false }.serialize(s),
@@ -119,7 +123,7 @@ impl Serialize for Introspection {
                     iss,
                     sub: c.sub.as_deref(),
                     username: c.username.as_deref(),
-                    aud: c.aud.as_deref(),
+                    aud: c.aud.as_deref().map(audience::Audience),
                 }
                 .serialize(s)
             }
@@ -147,6 +151,7 @@ pub struct AuthorityConfig {
     pub throttle: ThrottlePolicy,
     /// Where security events go.
     pub audit: Audit,
+    pub limits: LimitPolicy,
 }
 
 impl AuthorityConfig {
@@ -159,6 +164,7 @@ impl AuthorityConfig {
             code_ttl: Duration::from_secs(600),
             throttle: ThrottlePolicy::default(),
             audit: Audit::off(),
+            limits: LimitPolicy::default(),
         }
     }
 }
@@ -177,6 +183,7 @@ struct Inner {
     /// One permit per core: at most this many argon2 checks run at once (`users::sign_in`).
     password_checks: Arc<tokio::sync::Semaphore>,
     audit: Audit,
+    limits: Limits,
     counters: HotCounters,
     /// Compared against when the client id is unknown, so that an unknown client costs the
     /// same time as a wrong secret.
@@ -214,6 +221,7 @@ impl Authority {
                     std::thread::available_parallelism().map_or(2, |n| n.get()),
                 )),
                 audit: config.audit,
+                limits: Limits::new(config.limits),
                 counters: HotCounters::new(),
                 decoy,
                 decoy_password,
@@ -242,21 +250,44 @@ impl Authority {
         &self.inner.audit
     }
 
-    /// Checks presented credentials against the registry. The secret is digested and compared
-    /// in constant time; unknown clients and wrong secrets fail alike, as `invalid_client`.
-    pub fn authenticate(&self, presented: &PresentedClient) -> Result<Arc<ClientRecord>, OAuthError> {
-        let offered = self.inner.key.secret_digest(&presented.secret);
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Checks presented credentials, from the client address `addr`, against the registry.
+    /// Outcomes: the client; `invalid_client` for an unknown client or a wrong secret alike
+    /// (the secret is digested and compared in constant time); `RateLimited` when this client
+    /// at this address is over its allowance of failures (checked before the secret, and
+    /// keyed by address alone for unknown ids) or, once authenticated, over its
+    /// `rate_limit_per_sec`.
+    pub fn authenticate(
+        &self,
+        presented: &PresentedClient,
+        addr: Option<std::net::IpAddr>,
+    ) -> Result<Arc<ClientRecord>, AuthorityError> {
         let client = self.inner.clients.get(&presented.client_id);
+        let known_id = client.as_ref().map(|c| c.client_id.as_str());
+        let limits = &self.inner.limits;
+        limits
+            .check_auth_allowed(known_id, addr)
+            .map_err(AuthorityError::RateLimited)?;
+        let offered = self.inner.key.secret_digest(&presented.secret);
         let expected = client.as_ref().map_or(&self.inner.decoy, |c| &c.secret_digest);
         let secret_ok = expected.matches(&offered);
         match client {
-            Some(c) if secret_ok => Ok(c),
+            Some(c) if secret_ok => {
+                limits
+                    .check_client_rate(&c.client_id, c.rate_limit_per_sec)
+                    .map_err(AuthorityError::RateLimited)?;
+                Ok(c)
+            }
             _ => {
+                limits.record_auth_failure(known_id, addr);
                 self.inner.counters.auth_failures.increment(1);
                 // Counted, and logged only at debug: a failed authentication is the caller's input,
                 // and `?` escapes it so a crafted client_id cannot forge log lines.
                 tracing::debug!(client_id = ?presented.client_id, "client authentication failed");
-                Err(OAuthError::InvalidClient)
+                Err(OAuthError::InvalidClient.into())
             }
         }
     }
@@ -274,11 +305,23 @@ impl Authority {
                 OAuthError::UnauthorizedClient("the client is not registered for this grant type".into()).into(),
             );
         }
+        // RFC 8707 §2: only registered resource servers may be named.
+        if let Some(unknown) = grant.resources().iter().find(|r| !self.inner.clients.has_resource(r)) {
+            return Err(OAuthError::InvalidTarget(
+                format!("{unknown:?} is not the resource of a registered resource server").into(),
+            )
+            .into());
+        }
+        let aud = audience::join(grant.resources());
         match grant {
-            GrantRequest::ClientCredentials { scope: requested } => {
+            GrantRequest::ClientCredentials { scope: requested, .. } => {
                 let scope = scope::grantable(requested, &client.scopes)?.to_wire();
+                let claims = TokenClaims {
+                    aud,
+                    ..TokenClaims::for_client(client.client_id.clone(), scope.clone())
+                };
                 let record = TokenRecord {
-                    claims: Arc::new(TokenClaims::for_client(client.client_id.clone(), scope.clone())),
+                    claims: Arc::new(claims),
                     iat: now,
                     exp: now + self.inner.access_ttl,
                 };
@@ -297,13 +340,14 @@ impl Authority {
                 code,
                 redirect_uri,
                 code_verifier,
+                ..
             } => {
-                self.redeem_code(client, &code, &redirect_uri, &code_verifier, now)
+                self.redeem_code(client, &code, &redirect_uri, &code_verifier, aud, now)
                     .await
             }
-            GrantRequest::RefreshToken { refresh_token, scope } => {
-                self.refresh(client, &refresh_token, scope, now).await
-            }
+            GrantRequest::RefreshToken {
+                refresh_token, scope, ..
+            } => self.refresh(client, &refresh_token, scope, aud, now).await,
         }
     }
 
@@ -346,12 +390,24 @@ impl Authority {
         (!token.is_empty() && token.len() <= MAX_TOKEN_LEN).then(|| self.inner.key.token_digest(token))
     }
 
-    /// RFC 7662 introspection of `token` at time `now`.
-    pub async fn introspect(&self, token: &str, now: u64) -> Result<Introspection, AuthorityError> {
+    /// RFC 7662 introspection of `token` at time `now` by the authenticated `caller`.
+    /// Outcomes: `invalid_client` when the caller may not introspect (§4: the server decides
+    /// who may); `Inactive` for a token that is not live, or whose audience does not include
+    /// the caller's resource indicator; `Active` otherwise.
+    pub async fn introspect(
+        &self,
+        caller: &ClientRecord,
+        token: &str,
+        now: u64,
+    ) -> Result<Introspection, AuthorityError> {
+        if !caller.introspect {
+            return Err(OAuthError::InvalidClient.into());
+        }
         let found = match self.presented_digest(token) {
             Some(digest) => self.inner.shards.introspect(digest, now).await?,
             None => None,
         };
+        let found = found.filter(|t| audience::admits(t.claims.aud.as_deref(), caller.resource.as_deref()));
         Ok(match found {
             Some(token) => {
                 self.inner.counters.introspect_active.increment(1);

@@ -6,6 +6,8 @@
 //! - storage or shard failures → 500/503 with no detail (the detail goes to the log, here);
 //! - bearer-token failures (userinfo) → RFC 6750 §3: 401 with `WWW-Authenticate: Bearer`, and
 //!   `error="invalid_token"` or, with 403, `error="insufficient_scope"`;
+//! - a rate limit → 429 with `Retry-After` in whole seconds and, as RFC 6749 has no 429 code,
+//!   its overload code `temporarily_unavailable`;
 //! - every error response carries `Cache-Control: no-store`.
 //!
 //! Errors caused by bad input are not logged: they are the client's business, not the
@@ -17,6 +19,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::authority::AuthorityError;
+use crate::limits::Limited;
 use crate::oauth::OAuthError;
 
 #[derive(Debug)]
@@ -37,6 +40,15 @@ pub enum ApiError {
     InvalidToken,
     /// The bearer token lacks this scope.
     InsufficientScope(&'static str),
+    /// A rate limit or quota refused the request (counted by [`rate_limited`]).
+    RateLimited(Limited),
+}
+
+/// The answer to a request that `endpoint` (a route pattern) refused under a limit: counted in
+/// `tessera_rate_limited_total`, then mapped like every other error.
+pub fn rate_limited(endpoint: &'static str, limited: Limited) -> ApiError {
+    crate::metrics::rate_limited(endpoint, limited.reason);
+    ApiError::RateLimited(limited)
 }
 
 impl std::fmt::Display for ApiError {
@@ -61,7 +73,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Internal => "server_error",
-            ApiError::Unavailable => "temporarily_unavailable",
+            ApiError::Unavailable | ApiError::RateLimited(_) => "temporarily_unavailable",
             ApiError::BearerMissing => "unauthorized",
             ApiError::InvalidToken => "invalid_token",
             ApiError::InsufficientScope(_) => "insufficient_scope",
@@ -73,6 +85,7 @@ impl ApiError {
             ApiError::OAuth(e) => e.description(),
             ApiError::PayloadTooLarge => Some("request body too large"),
             ApiError::Conflict(why) => Some(why),
+            ApiError::RateLimited(_) => Some("too many requests; retry after the time in Retry-After"),
             _ => None,
         }
     }
@@ -92,6 +105,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -108,6 +122,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable => {
                 res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::RateLimited(limited) => {
+                res.insert_header((header::RETRY_AFTER, limited.retry_after_secs()));
             }
             ApiError::BearerMissing => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"tessera\""));
@@ -151,6 +168,8 @@ impl From<AuthorityError> for ApiError {
                 tracing::error!(error = %e, "token shard did not answer");
                 ApiError::Unavailable
             }
+            // Reached only where no endpoint counted it; handlers use `rate_limited`.
+            AuthorityError::RateLimited(limited) => ApiError::RateLimited(limited),
             AuthorityError::Internal(e) => {
                 tracing::error!(error = %e, "internal failure while serving a request");
                 ApiError::Internal

@@ -2,6 +2,7 @@
 //! call to the [`Authority`], and map the reply; they hold no token logic and never touch sled.
 
 mod admin;
+pub mod client_addr;
 pub mod error;
 mod meta;
 mod oauth;
@@ -17,6 +18,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
+pub use client_addr::client_address;
 pub use oidc::metadata;
 
 use crate::authority::Authority;

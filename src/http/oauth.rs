@@ -6,8 +6,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
-use super::AppState;
+use super::error::{rate_limited, ApiError};
+use super::{routes, AppState};
+use crate::authority::AuthorityError;
 use crate::oauth::{client_auth, GrantRequest, TokenForm};
 use crate::store::ClientRecord;
 
@@ -31,9 +32,12 @@ impl std::fmt::Debug for TokenParamForm {
     }
 }
 
+/// Authenticates the client of a request to `endpoint` (a route pattern, for the rate-limit
+/// metric), from the request's client address.
 fn authenticate(
     state: &AppState,
     req: &HttpRequest,
+    endpoint: &'static str,
     id: Option<&str>,
     secret: Option<&str>,
 ) -> Result<std::sync::Arc<ClientRecord>, ApiError> {
@@ -42,7 +46,11 @@ fn authenticate(
         .get(header::AUTHORIZATION)
         .map(|h| h.to_str().unwrap_or(""));
     let presented = client_auth::presented_client(header, id, secret)?;
-    Ok(state.authority.authenticate(&presented)?)
+    let addr = super::client_address(req, state.authority.limits().trusted_proxies());
+    state.authority.authenticate(&presented, addr).map_err(|e| match e {
+        AuthorityError::RateLimited(limited) => rate_limited(endpoint, limited),
+        other => other.into(),
+    })
 }
 
 /// JSON with the headers RFC 6749 §5.1 requires on anything that carries a token.
@@ -59,12 +67,16 @@ fn required_token(form: &TokenParamForm) -> Result<&str, ApiError> {
         .ok_or_else(|| crate::oauth::OAuthError::invalid_request("token is required").into())
 }
 
+/// `resource` may repeat (RFC 8707 §2), so the form is read as pairs and built by
+/// `TokenForm::from_pairs`, which refuses every other repeat.
 pub async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<TokenForm>,
+    pairs: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
+    let form = TokenForm::from_pairs(pairs.into_inner())?;
+    let (id, secret) = (form.client_id.as_deref(), form.client_secret.as_deref());
+    let client = authenticate(&state, &req, routes::TOKEN, id, secret)?;
     let grant = GrantRequest::from_form(&form)?;
     let issued = state.authority.grant(&client, grant, crate::unix_now()).await?;
     Ok(no_store_json(&issued))
@@ -75,9 +87,10 @@ pub async fn introspect(
     req: HttpRequest,
     form: web::Form<TokenParamForm>,
 ) -> Result<HttpResponse, ApiError> {
-    authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
+    let (id, secret) = (form.client_id.as_deref(), form.client_secret.as_deref());
+    let client = authenticate(&state, &req, routes::INTROSPECT, id, secret)?;
     let token = required_token(&form)?;
-    let answer = state.authority.introspect(token, crate::unix_now()).await?;
+    let answer = state.authority.introspect(&client, token, crate::unix_now()).await?;
     Ok(no_store_json(&answer))
 }
 
@@ -86,7 +99,8 @@ pub async fn revoke(
     req: HttpRequest,
     form: web::Form<TokenParamForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
+    let (id, secret) = (form.client_id.as_deref(), form.client_secret.as_deref());
+    let client = authenticate(&state, &req, routes::REVOKE, id, secret)?;
     let token = required_token(&form)?;
     state.authority.revoke(&client, token, crate::unix_now()).await?;
     Ok(HttpResponse::Ok()

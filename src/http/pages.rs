@@ -106,6 +106,23 @@ pub(super) fn message(status: StatusCode, title: &str, message: &str) -> HttpRes
     page(status, MessagePage { title, message }.render(), vec![])
 }
 
+/// The per-address limit of a browser-facing endpoint: `Some` is the 429 page to answer with
+/// (with `Retry-After`), counted for `endpoint`.
+fn address_refusal(state: &AppState, req: &HttpRequest, endpoint: &'static str) -> Option<HttpResponse> {
+    let addr = super::client_address(req, state.authority.limits().trusted_proxies());
+    let limited = state.authority.limits().check_address(addr).err()?;
+    crate::metrics::rate_limited(endpoint, limited.reason);
+    let mut res = message(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        "Too many sign-in requests came from your network. Wait a moment and try again.",
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&limited.retry_after_secs().to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(res)
+}
+
 /// `303 See Other` to `location` (after a POST, the browser follows with a GET).
 fn see_other(location: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse {
     let mut res = HttpResponse::SeeOther();
@@ -180,6 +197,9 @@ fn signed_in(state: &AppState, req: &HttpRequest, now: u64) -> Option<SignedIn> 
 
 /// `GET /oauth/authorize`.
 pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Some(refused) = address_refusal(&state, &req, super::routes::AUTHORIZE) {
+        return refused;
+    }
     let Ok(params) = serde_urlencoded::from_str::<AuthorizeParams>(req.query_string()) else {
         return message(
             StatusCode::BAD_REQUEST,
@@ -296,6 +316,9 @@ fn checked(
 
 /// `POST /oauth/login`.
 pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if let Some(refused) = address_refusal(&state, &req, super::routes::LOGIN) {
+        return refused;
+    }
     let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
         return bad_form();
     };
@@ -318,7 +341,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         );
     }
     let now = crate::unix_now();
-    let addr = req.peer_addr().map(|a| a.ip());
+    let addr = super::client_address(&req, state.authority.limits().trusted_proxies());
     match state.authority.sign_in(username, password, addr, now).await {
         Ok(LoginOutcome::SignedIn(user)) => {
             let cookie = session::session_cookie(

@@ -189,6 +189,10 @@ mod tests {
             grant_types: vec![GrantType::AuthorizationCode],
             scopes: vec!["openid".into(), "profile".into(), "read".into()],
             post_logout_redirect_uris: vec![],
+            introspect: false,
+            resource: None,
+            rate_limit_per_sec: 0,
+            refresh: Default::default(),
         }
     }
 

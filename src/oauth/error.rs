@@ -26,6 +26,9 @@ pub enum OAuthError {
     /// RFC 6749 §5.2: the scope is malformed or exceeds what the client may have.
     #[error("invalid_scope: {0}")]
     InvalidScope(Description),
+    /// RFC 8707 §2: a `resource` is malformed, or names no registered resource server.
+    #[error("invalid_target: {0}")]
+    InvalidTarget(Description),
     /// RFC 7009 §2.2.1: the server cannot revoke this type of token.
     #[error("unsupported_token_type")]
     UnsupportedTokenType,
@@ -53,6 +56,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::InvalidTarget(_) => "invalid_target",
             OAuthError::UnsupportedTokenType => "unsupported_token_type",
             OAuthError::UnsupportedResponseType => "unsupported_response_type",
             OAuthError::AccessDenied => "access_denied",
@@ -67,7 +71,8 @@ impl OAuthError {
             OAuthError::InvalidRequest(d)
             | OAuthError::InvalidGrant(d)
             | OAuthError::UnauthorizedClient(d)
-            | OAuthError::InvalidScope(d) => Some(d),
+            | OAuthError::InvalidScope(d)
+            | OAuthError::InvalidTarget(d) => Some(d),
             OAuthError::InvalidClient => Some("client authentication failed"),
             OAuthError::AccessDenied => Some("the user denied the request"),
             OAuthError::UnsupportedGrantType

@@ -2,42 +2,14 @@
 //! validated into. Adding a grant means adding a `GrantRequest` variant, and the compiler then
 //! lists every place that must handle it.
 
-use serde::{Deserialize, Serialize};
+use super::{audience, OAuthError, Scope};
 
-use super::{OAuthError, Scope};
+pub use crate::vocab::GrantType;
 
-/// Grant types a client may be registered for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantType {
-    AuthorizationCode,
-    RefreshToken,
-    ClientCredentials,
-}
-
-impl GrantType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantType::AuthorizationCode => "authorization_code",
-            GrantType::RefreshToken => "refresh_token",
-            GrantType::ClientCredentials => "client_credentials",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "authorization_code" => Some(GrantType::AuthorizationCode),
-            "refresh_token" => Some(GrantType::RefreshToken),
-            "client_credentials" => Some(GrantType::ClientCredentials),
-            _ => None,
-        }
-    }
-}
-
-/// The body of `POST /oauth/token` as parsed from the form; a repeated parameter is refused by
-/// the form parser before this exists (RFC 6749 §3.2). `Debug` shows only whether each
-/// credential was given.
-#[derive(Clone, Default, Deserialize)]
+/// The body of `POST /oauth/token` as parsed from the form; a repeated parameter is refused
+/// before this exists (RFC 6749 §3.2), except `resource`, which may repeat (RFC 8707 §2).
+/// `Debug` shows only whether each credential was given.
+#[derive(Clone, Default)]
 pub struct TokenForm {
     pub grant_type: Option<String>,
     pub scope: Option<String>,
@@ -47,6 +19,40 @@ pub struct TokenForm {
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
+    /// RFC 8707 resource indicators, in the order given.
+    pub resource: Vec<String>,
+}
+
+impl TokenForm {
+    /// Builds the form from its urlencoded pairs. Outcomes: the form; `invalid_request` for a
+    /// repeated parameter other than `resource`. Unknown parameters are ignored (RFC 6749 §3.2).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
+        let mut form = TokenForm::default();
+        for (name, value) in pairs {
+            let slot = match name.as_str() {
+                "resource" => {
+                    if form.resource.len() == audience::MAX_RESOURCES {
+                        return Err(OAuthError::InvalidTarget("too many resource parameters".into()));
+                    }
+                    form.resource.push(value);
+                    continue;
+                }
+                "grant_type" => &mut form.grant_type,
+                "scope" => &mut form.scope,
+                "client_id" => &mut form.client_id,
+                "client_secret" => &mut form.client_secret,
+                "code" => &mut form.code,
+                "redirect_uri" => &mut form.redirect_uri,
+                "code_verifier" => &mut form.code_verifier,
+                "refresh_token" => &mut form.refresh_token,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(OAuthError::InvalidRequest(format!("{name} is repeated").into()));
+            }
+        }
+        Ok(form)
+    }
 }
 
 impl std::fmt::Debug for TokenForm {
@@ -61,6 +67,7 @@ impl std::fmt::Debug for TokenForm {
             .field("redirect_uri", &self.redirect_uri)
             .field("code_verifier", &given(&self.code_verifier))
             .field("refresh_token", &given(&self.refresh_token))
+            .field("resource", &self.resource)
             .finish()
     }
 }
@@ -69,7 +76,10 @@ impl std::fmt::Debug for TokenForm {
 #[derive(Clone, PartialEq, Eq)]
 pub enum GrantRequest {
     /// RFC 6749 §4.4.
-    ClientCredentials { scope: Option<Scope> },
+    ClientCredentials {
+        scope: Option<Scope>,
+        resources: Vec<String>,
+    },
     /// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5). `redirect_uri` must repeat the one of the
     /// authorization request when that request carried one; this server always records the
     /// URI it redirected to, so it is required here.
@@ -77,11 +87,14 @@ pub enum GrantRequest {
         code: String,
         redirect_uri: String,
         code_verifier: String,
+        resources: Vec<String>,
     },
     /// RFC 6749 §6, with rotation (OAuth 2.1 §4.3.1). `scope` may narrow, never widen.
     RefreshToken {
         refresh_token: String,
         scope: Option<Scope>,
+        /// The audience of the new access token; the new refresh token has none.
+        resources: Vec<String>,
     },
 }
 
@@ -93,7 +106,9 @@ impl std::fmt::Debug for GrantRequest {
 
 impl GrantRequest {
     /// Validates the form into a grant. Outcomes: the grant; `invalid_request` without a
-    /// `grant_type`; `unsupported_grant_type` for any grant this server does not offer.
+    /// `grant_type`; `unsupported_grant_type` for any grant this server does not offer;
+    /// `invalid_target` for a `resource` that is not an absolute URI without a fragment
+    /// (whether it names a registered resource server is the authority's check).
     pub fn from_form(form: &TokenForm) -> Result<Self, OAuthError> {
         let grant_type = form
             .grant_type
@@ -106,21 +121,39 @@ impl GrantRequest {
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required").into()))
         };
-        match GrantType::parse(grant_type) {
-            Some(GrantType::ClientCredentials) => {
+        let grant = GrantType::parse(grant_type).ok_or(OAuthError::UnsupportedGrantType)?;
+        if let Some(bad) = form.resource.iter().find(|r| !audience::is_resource_uri(r)) {
+            let shown: String = bad.chars().take(64).collect();
+            return Err(OAuthError::InvalidTarget(
+                format!("resource {shown:?} is not an absolute URI without a fragment").into(),
+            ));
+        }
+        let resources = form.resource.clone();
+        match grant {
+            GrantType::ClientCredentials => {
                 let scope = form.scope.as_deref().map(Scope::parse).transpose()?;
-                Ok(GrantRequest::ClientCredentials { scope })
+                Ok(GrantRequest::ClientCredentials { scope, resources })
             }
-            Some(GrantType::AuthorizationCode) => Ok(GrantRequest::AuthorizationCode {
+            GrantType::AuthorizationCode => Ok(GrantRequest::AuthorizationCode {
                 code: required(&form.code, "code")?,
                 redirect_uri: required(&form.redirect_uri, "redirect_uri")?,
                 code_verifier: required(&form.code_verifier, "code_verifier")?,
+                resources,
             }),
-            Some(GrantType::RefreshToken) => Ok(GrantRequest::RefreshToken {
+            GrantType::RefreshToken => Ok(GrantRequest::RefreshToken {
                 refresh_token: required(&form.refresh_token, "refresh_token")?,
                 scope: form.scope.as_deref().map(Scope::parse).transpose()?,
+                resources,
             }),
-            None => Err(OAuthError::UnsupportedGrantType),
+        }
+    }
+
+    /// The resource indicators asked for (RFC 8707 §2).
+    pub fn resources(&self) -> &[String] {
+        match self {
+            GrantRequest::ClientCredentials { resources, .. }
+            | GrantRequest::AuthorizationCode { resources, .. }
+            | GrantRequest::RefreshToken { resources, .. } => resources,
         }
     }
 
@@ -177,13 +210,17 @@ mod tests {
     fn client_credentials_with_and_without_scope() {
         assert_eq!(
             GrantRequest::from_form(&form(Some("client_credentials"), None)).unwrap(),
-            GrantRequest::ClientCredentials { scope: None }
+            GrantRequest::ClientCredentials {
+                scope: None,
+                resources: vec![]
+            }
         );
         let g = GrantRequest::from_form(&form(Some("client_credentials"), Some("read"))).unwrap();
         assert_eq!(
             g,
             GrantRequest::ClientCredentials {
-                scope: Some(Scope::parse("read").unwrap())
+                scope: Some(Scope::parse("read").unwrap()),
+                resources: vec![]
             }
         );
         assert_eq!(g.grant_type(), GrantType::ClientCredentials);
@@ -242,7 +279,8 @@ mod tests {
             GrantRequest::from_form(&refresh).unwrap(),
             GrantRequest::RefreshToken {
                 refresh_token: "tsr_x".into(),
-                scope: Some(Scope::parse("read").unwrap())
+                scope: Some(Scope::parse("read").unwrap()),
+                resources: vec![]
             }
         );
         let no_token = TokenForm {
@@ -253,6 +291,46 @@ mod tests {
             GrantRequest::from_form(&no_token).unwrap_err().code(),
             "invalid_request"
         );
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn resource_may_repeat_and_nothing_else_may() {
+        let form = TokenForm::from_pairs(pairs(&[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://a.example"),
+            ("resource", "https://b.example"),
+            ("unknown", "1"),
+            ("unknown", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(form.resource, ["https://a.example", "https://b.example"]);
+        let g = GrantRequest::from_form(&form).unwrap();
+        assert_eq!(g.resources(), ["https://a.example", "https://b.example"]);
+        for repeated in ["grant_type", "scope", "client_id", "code", "refresh_token"] {
+            let e = TokenForm::from_pairs(pairs(&[(repeated, "x"), (repeated, "x")])).unwrap_err();
+            assert_eq!(e.code(), "invalid_request", "{repeated}");
+        }
+        let many = vec![("resource".to_string(), "https://a.example".to_string()); audience::MAX_RESOURCES + 1];
+        assert_eq!(TokenForm::from_pairs(many).unwrap_err().code(), "invalid_target");
+    }
+
+    #[test]
+    fn a_malformed_resource_is_invalid_target() {
+        for bad in ["api.example", "https://api.example/#frag", ""] {
+            let form = TokenForm {
+                resource: vec![bad.into()],
+                ..form(Some("client_credentials"), None)
+            };
+            assert_eq!(
+                GrantRequest::from_form(&form).unwrap_err().code(),
+                "invalid_target",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

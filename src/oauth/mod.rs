@@ -4,8 +4,10 @@
 //! without a server: how scopes are parsed and narrowed, how client credentials are read from a
 //! request's parts (RFC 6749 §2.3.1), what an authorization request must hold and where its
 //! errors go, PKCE, which grant a token request asks for, and the error vocabulary of RFC 6749
-//! §5.2 and §4.1.2.1, RFC 7009 §2.2.1 and OpenID Connect Core §3.1.2.6.
+//! §5.2 and §4.1.2.1, RFC 7009 §2.2.1, RFC 8707 §2 and OpenID Connect Core §3.1.2.6, and
+//! audiences (RFC 8707 resource indicators).
 
+pub mod audience;
 pub mod authorize;
 pub mod client_auth;
 pub mod error;

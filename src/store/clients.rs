@@ -54,6 +54,12 @@ impl ClientRegistry {
         Ok(existed)
     }
 
+    /// Whether some registered client declares `resource` as its resource indicator. A scan:
+    /// it runs only for token requests that name a resource, and clients are few.
+    pub fn has_resource(&self, resource: &str) -> bool {
+        self.cache.iter().any(|c| c.resource.as_deref() == Some(resource))
+    }
+
     /// Every client, ordered by id.
     pub fn list(&self) -> Vec<Arc<ClientRecord>> {
         let mut all: Vec<_> = self.cache.iter().map(|r| Arc::clone(r.value())).collect();
@@ -66,8 +72,8 @@ impl ClientRegistry {
 mod tests {
     use super::*;
     use crate::crypto::SecretDigest;
-    use crate::oauth::GrantType;
     use crate::store::Store;
+    use crate::vocab::GrantType;
 
     fn client(id: &str) -> ClientRecord {
         ClientRecord {
@@ -77,6 +83,10 @@ mod tests {
             grant_types: vec![GrantType::ClientCredentials],
             scopes: vec!["read".into()],
             post_logout_redirect_uris: vec![],
+            introspect: false,
+            resource: None,
+            rate_limit_per_sec: 0,
+            refresh: Default::default(),
         }
     }
 
@@ -88,6 +98,15 @@ mod tests {
         reg.upsert(client("a")).unwrap();
         let ids: Vec<_> = reg.list().iter().map(|c| c.client_id.clone()).collect();
         assert_eq!(ids, ["a", "b"]);
+        assert!(!reg.has_resource("https://api.example"));
+        reg.upsert(ClientRecord {
+            resource: Some("https://api.example".into()),
+            ..client("rs")
+        })
+        .unwrap();
+        assert!(reg.has_resource("https://api.example"));
+        assert!(!reg.has_resource("https://api.example/"), "exact match only");
+        reg.remove("rs").unwrap();
         assert!(reg.remove("a").unwrap());
         assert!(!reg.remove("a").unwrap());
         let reopened = store.clients().unwrap();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::crypto::{SecretDigest, TokenDigest};
-use crate::oauth::GrantType;
+use crate::vocab::{GrantType, RefreshPolicy};
 
 /// A value stored in sled, in postcard's compact encoding.
 pub trait Record: Serialize + DeserializeOwned {
@@ -31,22 +31,44 @@ impl Record for CodeRecord {}
 impl Record for UserRecord {}
 impl Record for ConsentRecord {}
 
+/// Leads every client record written from now on. Records of the two earlier, unversioned
+/// shapes begin with the length of their client id, which is at least 1, so a leading 0 cannot
+/// be one of them; the byte after it names the shape.
+const VERSIONED: u8 = 0;
+/// The shape of [`ClientRecord`] written today. Shapes 1 (before `post_logout_redirect_uris`)
+/// and 2 (before `introspect`, `resource`, `rate_limit_per_sec` and `refresh`) are unversioned.
+const CLIENT_SHAPE: u8 = 3;
+
 impl Record for ClientRecord {
-    /// Also reads records written before clients had `post_logout_redirect_uris`: postcard is
-    /// not self-describing, so a record one field short is recognised by its failed decode.
+    fn encode(&self) -> Vec<u8> {
+        self.encode_into(Vec::new())
+    }
+
+    fn encode_into(&self, mut buf: Vec<u8>) -> Vec<u8> {
+        buf.extend_from_slice(&[VERSIONED, CLIENT_SHAPE]);
+        postcard::to_extend(self, buf).expect("encoding to a Vec cannot fail")
+    }
+
+    /// Reads today's versioned records and both unversioned shapes before them. postcard is not
+    /// self-describing, so an unversioned record is recognised by which shape decodes.
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        match postcard::from_bytes(bytes) {
-            Ok(record) => Ok(record),
-            Err(e) => match postcard::from_bytes::<ClientRecordV1>(bytes) {
-                Ok(v1) => Ok(ClientRecord {
-                    client_id: v1.client_id,
-                    secret_digest: v1.secret_digest,
-                    redirect_uris: v1.redirect_uris,
-                    grant_types: v1.grant_types,
-                    scopes: v1.scopes,
-                    post_logout_redirect_uris: Vec::new(),
-                }),
-                Err(_) => Err(e.into()),
+        match bytes {
+            [VERSIONED, CLIENT_SHAPE, body @ ..] => Ok(postcard::from_bytes(body)?),
+            [VERSIONED, ..] => Err(StoreError::Corrupt(postcard::Error::DeserializeBadEncoding)),
+            _ => match postcard::from_bytes::<ClientRecordV2>(bytes) {
+                Ok(v2) => Ok(v2.upgrade()),
+                Err(e) => match postcard::from_bytes::<ClientRecordV1>(bytes) {
+                    Ok(v1) => Ok(ClientRecordV2 {
+                        client_id: v1.client_id,
+                        secret_digest: v1.secret_digest,
+                        redirect_uris: v1.redirect_uris,
+                        grant_types: v1.grant_types,
+                        scopes: v1.scopes,
+                        post_logout_redirect_uris: Vec::new(),
+                    }
+                    .upgrade()),
+                    Err(_) => Err(e.into()),
+                },
             },
         }
     }
@@ -188,6 +210,46 @@ pub struct ClientRecord {
     pub scopes: Vec<String>,
     /// Where RP-initiated logout may send the browser afterwards; exact string match.
     pub post_logout_redirect_uris: Vec<String>,
+    /// Whether the client may call introspection (RFC 7662 §4).
+    pub introspect: bool,
+    /// The resource indicator (RFC 8707) of a resource server: token requests may name it, and
+    /// tokens whose audience lacks it introspect inactive for this client.
+    pub resource: Option<String>,
+    /// Requests per second this client may make to the token, introspection and revocation
+    /// endpoints together; 0 means no limit.
+    pub rate_limit_per_sec: u32,
+    /// When the client gets refresh tokens.
+    pub refresh: RefreshPolicy,
+}
+
+/// A client as stored before `introspect`, `resource`, `rate_limit_per_sec` and `refresh`.
+#[derive(Deserialize)]
+struct ClientRecordV2 {
+    client_id: String,
+    secret_digest: SecretDigest,
+    redirect_uris: Vec<String>,
+    grant_types: Vec<GrantType>,
+    scopes: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
+}
+
+impl ClientRecordV2 {
+    /// The settings such a client had: introspection for resource servers (no grant types),
+    /// no audience, no rate limit, refresh tokens for `offline_access` (today's defaults).
+    fn upgrade(self) -> ClientRecord {
+        ClientRecord {
+            introspect: self.grant_types.is_empty(),
+            client_id: self.client_id,
+            secret_digest: self.secret_digest,
+            redirect_uris: self.redirect_uris,
+            grant_types: self.grant_types,
+            scopes: self.scopes,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            resource: None,
+            rate_limit_per_sec: 0,
+            refresh: RefreshPolicy::default(),
+        }
+    }
 }
 
 /// A client as stored before `post_logout_redirect_uris`.
@@ -281,7 +343,61 @@ mod tests {
         assert_eq!(c.client_id, "old");
         assert_eq!(c.redirect_uris, ["http://127.0.0.1/cb"]);
         assert!(c.post_logout_redirect_uris.is_empty());
+        assert!(!c.introspect, "a client with grant types did not introspect by default");
         assert_eq!(ClientRecord::decode(&c.encode()).unwrap(), c);
+    }
+
+    #[test]
+    fn clients_stored_before_introspection_settings_still_decode() {
+        #[derive(Serialize)]
+        struct V2<'a> {
+            client_id: &'a str,
+            secret_digest: SecretDigest,
+            redirect_uris: Vec<String>,
+            grant_types: Vec<GrantType>,
+            scopes: Vec<String>,
+            post_logout_redirect_uris: Vec<String>,
+        }
+        let old = postcard::to_stdvec(&V2 {
+            client_id: "api",
+            secret_digest: SecretDigest([4; 32]),
+            redirect_uris: vec![],
+            grant_types: vec![],
+            scopes: vec![],
+            post_logout_redirect_uris: vec!["http://127.0.0.1/bye".into()],
+        })
+        .unwrap();
+        let c = ClientRecord::decode(&old).unwrap();
+        assert_eq!(c.client_id, "api");
+        assert_eq!(c.post_logout_redirect_uris, ["http://127.0.0.1/bye"]);
+        assert!(c.introspect, "a resource server (no grant types) introspects");
+        assert_eq!((c.resource.as_deref(), c.rate_limit_per_sec), (None, 0));
+        assert_eq!(c.refresh, RefreshPolicy::OfflineAccess);
+    }
+
+    #[test]
+    fn client_records_are_versioned_from_now_on() {
+        let c = ClientRecord {
+            client_id: "rs".into(),
+            secret_digest: SecretDigest([5; 32]),
+            redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: vec!["read".into()],
+            post_logout_redirect_uris: vec![],
+            introspect: true,
+            resource: Some("https://api.example".into()),
+            rate_limit_per_sec: 50,
+            refresh: RefreshPolicy::Always,
+        };
+        let bytes = c.encode();
+        assert_eq!(bytes[..2], [VERSIONED, CLIENT_SHAPE]);
+        assert_eq!(ClientRecord::decode(&bytes).unwrap(), c);
+        let mut future = bytes.clone();
+        future[1] = CLIENT_SHAPE + 1;
+        assert!(
+            matches!(ClientRecord::decode(&future), Err(StoreError::Corrupt(_))),
+            "an unknown shape is refused, not misread"
+        );
     }
 
     #[test]

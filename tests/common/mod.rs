@@ -20,6 +20,9 @@ redirect_uris = ["http://127.0.0.1:3001/callback"]
 grant_types = ["authorization_code", "refresh_token", "client_credentials"]
 scopes = ["openid", "profile", "email", "read", "write", "offline_access"]
 post_logout_redirect_uris = ["http://127.0.0.1:3001/"]
+# The tests of refresh rotation expect a refresh token from every code exchange; the
+# offline_access default is tested with a client of its own (tests/access.rs).
+refresh_tokens = "always"
 
 [[clients]]
 client_id = "api-server"
@@ -42,18 +45,22 @@ name = "Alice Liddell"
 "#;
 
 /// Settings under which [`exercise_every_metric`] makes every metric appear: tokens expire
-/// after a second and the sweeper runs every second.
-pub const EVERY_METRIC_SETTINGS: &str = "access_token_ttl_secs = 1\nsweep_interval_secs = 1";
+/// after a second and the sweeper runs every second, and one failed client authentication is
+/// allowed back to back, so that the exercise's second one blocks and its third gets 429.
+pub const EVERY_METRIC_SETTINGS: &str =
+    "access_token_ttl_secs = 1\nsweep_interval_secs = 1\nclient_auth_failure_burst = 1";
 
 /// Traffic that makes every Tessera metric appear on `/metrics`: issuance, active and inactive
-/// introspection, a failed client authentication, a revocation, a sign-in, a code and its
-/// replay, a sweep of expired tokens, a 405 and a 404. Returns one token it issued (expired by the time this returns).
+/// introspection, failed client authentications and a 429 after them, a revocation, a
+/// sign-in, a code and its replay, a sweep of expired tokens, a 405 and a 404. Returns one token it issued (expired by the time this returns).
 pub async fn exercise_every_metric(s: &TestServer) -> String {
     let token = s.issue("read").await;
     s.introspect(&token).await;
     s.introspect("tsa_unknown").await;
-    s.post_form("/oauth/introspect", Some(("api-server", "nope")), &[("token", "x")])
-        .await;
+    for _ in 0..3 {
+        s.post_form("/oauth/introspect", Some(("api-server", "nope")), &[("token", "x")])
+            .await;
+    }
     let doomed = s.issue("read").await;
     s.post_form(
         "/oauth/revoke",

@@ -50,6 +50,10 @@ pub struct ApiArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "API_WORKERS")]
     pub workers: Option<usize>,
+    /// This API's RFC 8707 resource indicator, as registered for its client at Tessera; when
+    /// set, tokens whose audience does not include it are refused.
+    #[arg(long, env = "API_RESOURCE")]
+    pub resource: Option<String>,
 }
 
 impl ApiArgs {
@@ -61,6 +65,7 @@ impl ApiArgs {
             breaker_failures: self.breaker_failures,
             breaker_open: Duration::from_millis(self.breaker_open_ms),
             upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
+            resource: self.resource.clone(),
             ..ResourceServerConfig::new(&self.tessera_url, &self.client_id, &self.client_secret)
         }
     }
@@ -82,6 +87,7 @@ mod tests {
             ("cache-ttl-ms", "API_CACHE_TTL_MS"),
             ("breaker-failures", "API_BREAKER_FAILURES"),
             ("breaker-open-ms", "API_BREAKER_OPEN_MS"),
+            ("resource", "API_RESOURCE"),
         ] {
             let arg = cmd
                 .get_arguments()
@@ -103,6 +109,8 @@ mod tests {
             "2",
             "--breaker-open-ms",
             "1500",
+            "--resource",
+            "https://api.example",
         ])
         .unwrap();
         let c = args.resource_server_config();
@@ -110,6 +118,7 @@ mod tests {
         assert_eq!(c.cache_ttl, Duration::from_millis(250));
         assert_eq!(c.breaker_failures, 2);
         assert_eq!(c.breaker_open, Duration::from_millis(1500));
+        assert_eq!(c.resource.as_deref(), Some("https://api.example"));
         assert_eq!(args.bind, "127.0.0.1:5000");
         assert!(ApiArgs::try_parse_from(["api-server", "--breaker-failures", "0"]).is_err());
     }
