@@ -4,21 +4,32 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::error::ApiError;
+use super::extract::Form;
 use super::AppState;
-use crate::oauth::{client_auth, GrantRequest, TokenForm};
+use crate::oauth::{client_auth, FormError, FromPairs, GrantRequest, Pairs, TokenForm};
 use crate::store::ClientRecord;
 
 /// The body of introspection and revocation requests. `token_type_hint` is not read: a server
 /// that cannot find the token under the hint must search all types anyway (RFC 7009 §2.1), and
 /// Tessera's lookup is the same for every type.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct TokenParamForm {
     pub token: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+}
+
+impl FromPairs for TokenParamForm {
+    fn from_pairs(p: &Pairs<'_>) -> Result<Self, FormError> {
+        Ok(TokenParamForm {
+            token: p.owned("token")?,
+            client_id: p.owned("client_id")?,
+            client_secret: p.owned("client_secret")?,
+        })
+    }
 }
 
 fn authenticate(
@@ -52,7 +63,7 @@ fn required_token(form: &TokenParamForm) -> Result<&str, ApiError> {
 pub async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<TokenForm>,
+    Form(form): Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
     let client = authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
     let grant = GrantRequest::from_form(&form)?;
@@ -63,7 +74,7 @@ pub async fn token(
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<TokenParamForm>,
+    Form(form): Form<TokenParamForm>,
 ) -> Result<HttpResponse, ApiError> {
     authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
     let token = required_token(&form)?;
@@ -74,7 +85,7 @@ pub async fn introspect(
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<TokenParamForm>,
+    Form(form): Form<TokenParamForm>,
 ) -> Result<HttpResponse, ApiError> {
     let client = authenticate(&state, &req, form.client_id.as_deref(), form.client_secret.as_deref())?;
     let token = required_token(&form)?;

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::form::{FormError, FromPairs, Pairs};
 use super::{OAuthError, Scope};
 
 /// Grant types a client may be registered for.
@@ -36,7 +37,7 @@ impl GrantType {
 
 /// The body of `POST /oauth/token` as parsed from the form; a repeated parameter is refused by
 /// the form parser before this exists (RFC 6749 §3.2).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct TokenForm {
     pub grant_type: Option<String>,
     pub scope: Option<String>,
@@ -46,6 +47,21 @@ pub struct TokenForm {
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
+}
+
+impl FromPairs for TokenForm {
+    fn from_pairs(p: &Pairs<'_>) -> Result<Self, FormError> {
+        Ok(TokenForm {
+            grant_type: p.owned("grant_type")?,
+            scope: p.owned("scope")?,
+            client_id: p.owned("client_id")?,
+            client_secret: p.owned("client_secret")?,
+            code: p.owned("code")?,
+            redirect_uri: p.owned("redirect_uri")?,
+            code_verifier: p.owned("code_verifier")?,
+            refresh_token: p.owned("refresh_token")?,
+        })
+    }
 }
 
 /// A validated token request. `Debug` names the grant only: the others hold credentials.
