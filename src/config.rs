@@ -353,10 +353,10 @@ impl InputBounds {
         let max_body_bytes = body.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         in_range("max_body_bytes", max_body_bytes as u64, 1024, 16 << 20)?;
         // The login form sends the browser back to /oauth/authorize with the whole request in
-        // the query, so the bound must leave room for it; above 128 KiB actix-http refuses the
-        // head anyway.
+        // the query, so the bound must leave room for it; above 64 KiB actix-http refuses the
+        // request target anyway (the `http` crate's longest URI).
         let max_query_bytes = query.unwrap_or(DEFAULT_MAX_QUERY_BYTES);
-        in_range("max_query_bytes", max_query_bytes as u64, 1024, 128 * 1024)?;
+        in_range("max_query_bytes", max_query_bytes as u64, 1024, 64 * 1024)?;
         let timeout_ms = timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS);
         in_range("request_timeout_ms", timeout_ms, 1, 600_000)?;
         let max_connections = connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
