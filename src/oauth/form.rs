@@ -14,8 +14,6 @@
 
 use std::borrow::Cow;
 
-use percent_encoding::percent_decode;
-
 /// Most parameters one form or query may carry. The largest form of this server (the login
 /// form: the nine authorization request parameters, CSRF token, username, password) has twelve;
 /// the rest is room for repeated `resource` indicators and for parameters a client sends that
@@ -118,16 +116,38 @@ pub trait FromPairs: Sized {
 }
 
 /// Decodes one name or value: `+` is a space, `%XX` a byte; an invalid escape stays as written
-/// (as browsers do). Borrows when there is nothing to decode.
+/// (as browsers do). Borrows when there is nothing to decode; otherwise one pass into one
+/// buffer of the input's size.
 fn decode(raw: &[u8]) -> Result<Cow<'_, str>, FormError> {
     if !raw.iter().any(|&b| b == b'+' || b == b'%') {
         return std::str::from_utf8(raw)
             .map(Cow::Borrowed)
             .map_err(|_| FormError::NotUtf8);
     }
-    let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
-    let bytes: Vec<u8> = percent_decode(&spaced).collect();
-    String::from_utf8(bytes).map(Cow::Owned).map_err(|_| FormError::NotUtf8)
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'+' {
+            out.push(b' ');
+        } else if b == b'%' {
+            match (raw.get(i + 1).and_then(hex), raw.get(i + 2).and_then(hex)) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            }
+        } else {
+            out.push(b);
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| FormError::NotUtf8)
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    (*b as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Encodes pairs as a form (the inverse of [`Pairs::parse`]), for redirects and tests.
