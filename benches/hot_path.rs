@@ -274,7 +274,9 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
     // Tessera over HTTP at all (actix-http refuses them), so their parsing and validation, what
     // the handler would run, is timed directly.
     let mut g = c.benchmark_group("hostile");
-    let requests: Vec<(&str, bool, Box<dyn Fn() -> test::TestRequest>, u16)> = vec![
+    type MakeRequest = Box<dyn Fn() -> test::TestRequest>;
+    // (name, whether it needs the wide query bound, the request, the expected status)
+    let requests: Vec<(&str, bool, MakeRequest, u16)> = vec![
         (
             "authorize_scope_9k_distinct_tokens",
             true,

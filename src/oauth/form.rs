@@ -133,7 +133,7 @@ fn decode(raw: &[u8]) -> Result<Cow<'_, str>, FormError> {
         } else if b == b'%' {
             match (raw.get(i + 1).and_then(hex), raw.get(i + 2).and_then(hex)) {
                 (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
+                    out.push((hi << 4) | lo);
                     i += 2;
                 }
                 _ => out.push(b'%'),
