@@ -19,7 +19,7 @@ use tessera::config::RawClient;
 use tessera::crypto::{mint_token, ServerKey, TokenDigest, TokenKind};
 use tessera::http::{self, AppState};
 use tessera::oauth::client_auth::presented_client;
-use tessera::oauth::GrantType;
+use tessera::oauth::{AuthorizeError, AuthorizeParams, FromPairs, GrantType};
 use tessera::signing::{Algorithm, SigningKeys};
 use tessera::store::{GroupCommit, Store, TokenClaims, TokenPartition, TokenRecord};
 
@@ -28,6 +28,8 @@ const POOL: usize = 100_000;
 const SHARDS: usize = 2;
 /// `api-server:api-secret`, base64.
 const BASIC: &str = "Basic YXBpLXNlcnZlcjphcGktc2VjcmV0";
+/// The redirect URI of `browser-client`, the client of the hostile authorization requests.
+const REDIRECT: &str = "http://127.0.0.1:3001/callback";
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -55,11 +57,16 @@ fn fixture() -> Fixture {
     for (id, secret, grants) in [
         ("api-server", "api-secret", vec![]),
         ("demo-client", "demo-secret", vec![GrantType::ClientCredentials]),
+        ("browser-client", "browser-secret", vec![GrantType::AuthorizationCode]),
     ] {
+        let redirect_uris = match grants.first() {
+            Some(GrantType::AuthorizationCode) => vec![REDIRECT.into()],
+            _ => vec![],
+        };
         let raw = RawClient {
             client_id: id.into(),
             client_secret: secret.into(),
-            redirect_uris: vec![],
+            redirect_uris,
             grant_types: grants,
             scopes: vec!["read".into(), "write".into()],
             post_logout_redirect_uris: vec![],
@@ -176,14 +183,23 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
             admin_digest: f.key.admin_digest("unused"),
             session_ttl: 3600,
         });
-        let service = test::init_service(
+        let app = |state: web::Data<AppState>, limits| {
             App::new()
+                .wrap(middleware::from_fn(http::bound_head))
                 .wrap(middleware::from_fn(http::observe))
-                .configure(http::configure(state, 16 * 1024)),
-        )
-        .await;
-        (router, service)
+                .configure(http::configure(state, limits))
+        };
+        let service = test::init_service(app(state.clone(), http::InputLimits::default())).await;
+        // The largest query bound the configuration allows, so that hostile scopes reach the
+        // scope cap instead of the query bound.
+        let wide = http::InputLimits {
+            max_query_bytes: 64 * 1024,
+            ..http::InputLimits::default()
+        };
+        let wide_service = test::init_service(app(state, wide)).await;
+        (router, (service, wide_service))
     });
+    let (service, wide_service) = service;
     let authority_for_auth = sys.block_on(async { authority(f, &router) });
     let mut shuffled = f.tokens.clone();
     shuffled.shuffle(&mut rand::thread_rng());
@@ -260,6 +276,131 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
         })
     });
     g.finish();
+
+    // Hostile requests: how much server CPU each costs before it is refused. Requests whose URI
+    // fits the `http` crate (64 KiB) go through the in-process service; larger ones cannot reach
+    // Tessera over HTTP at all (actix-http refuses them), so their parsing and validation, what
+    // the handler would run, is timed directly.
+    let mut g = c.benchmark_group("hostile");
+    type MakeRequest = Box<dyn Fn() -> test::TestRequest>;
+    // (name, whether it needs the wide query bound, the request, the expected status)
+    let requests: Vec<(&str, bool, MakeRequest, u16)> = vec![
+        (
+            "authorize_scope_9k_distinct_tokens",
+            true,
+            Box::new(|| {
+                test::TestRequest::get().uri(&format!(
+                    "/oauth/authorize?{}",
+                    authorize_query(&distinct_tokens(9_000))
+                ))
+            }),
+            303,
+        ),
+        (
+            "authorize_scope_one_60k_token",
+            true,
+            Box::new(|| {
+                test::TestRequest::get().uri(&format!("/oauth/authorize?{}", authorize_query(&"x".repeat(60 * 1024))))
+            }),
+            303,
+        ),
+        (
+            "authorize_query_over_8k",
+            false,
+            Box::new(|| {
+                test::TestRequest::get().uri(&format!("/oauth/authorize?{}", authorize_query(&"x".repeat(9 * 1024))))
+            }),
+            414,
+        ),
+        (
+            "login_body_over_limit",
+            false,
+            Box::new(|| {
+                test::TestRequest::post()
+                    .uri("/oauth/login")
+                    .insert_header(("content-type", "application/x-www-form-urlencoded"))
+                    .set_payload(format!("username={}", "x".repeat(64 * 1024)))
+            }),
+            413,
+        ),
+        (
+            "userinfo_body_over_limit",
+            false,
+            Box::new(|| {
+                test::TestRequest::post()
+                    .uri("/oauth/userinfo")
+                    .insert_header(("content-type", "application/x-www-form-urlencoded"))
+                    .set_payload(format!("access_token={}", "x".repeat(64 * 1024)))
+            }),
+            413,
+        ),
+        (
+            "introspect_100_parameters",
+            false,
+            Box::new(|| {
+                let many: Vec<String> = (0..100).map(|i| format!("p{i}=v")).collect();
+                test::TestRequest::post()
+                    .uri("/oauth/introspect")
+                    .insert_header(("authorization", BASIC))
+                    .insert_header(("content-type", "application/x-www-form-urlencoded"))
+                    .set_payload(many.join("&"))
+            }),
+            400,
+        ),
+    ];
+    for (name, wide_query, make, status) in requests {
+        let svc = if wide_query { &wide_service } else { &service };
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || make().to_request(),
+                |req| {
+                    sys.block_on(async {
+                        let res = test::call_service(svc, req).await;
+                        assert_eq!(res.status().as_u16(), status, "{name}");
+                    })
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    let client = f
+        .store
+        .clients()
+        .expect("clients")
+        .get("browser-client")
+        .expect("client");
+    for (name, scope) in [
+        ("validate_scope_50k_distinct_tokens", distinct_tokens(50_000)),
+        ("validate_scope_one_100k_token", "x".repeat(100 * 1024)),
+    ] {
+        let query = authorize_query(&scope);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let params = AuthorizeParams::parse_form(query.as_bytes()).expect("parses");
+                let refused = params.validate(Some(&client));
+                assert!(matches!(refused, Err(AuthorizeError::Redirect { .. })));
+            })
+        });
+    }
+    g.finish();
+}
+
+/// An authorization request by `browser-client` for `scope`, as a query string.
+fn authorize_query(scope: &str) -> String {
+    tessera::oauth::form::encode([
+        ("response_type", "code"),
+        ("client_id", "browser-client"),
+        ("redirect_uri", REDIRECT),
+        ("scope", scope),
+        ("state", "st"),
+        ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+        ("code_challenge_method", "S256"),
+    ])
+}
+
+/// `n` distinct scope tokens of RFC 6749 §3.3 characters.
+fn distinct_tokens(n: usize) -> String {
+    (0..n).map(|i| format!("s{i:x}")).collect::<Vec<_>>().join(" ")
 }
 
 fn hot_path(c: &mut Criterion) {

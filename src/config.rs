@@ -71,6 +71,12 @@ pub struct RawConfig {
     /// the burst allowed before that rate applies.
     pub address_rate_per_sec: Option<u32>,
     pub address_rate_burst: Option<u32>,
+    /// Longest accepted query string, in bytes.
+    pub max_query_bytes: Option<usize>,
+    /// Time a client has to send a request head, and a body once the handler reads it, in ms.
+    pub request_timeout_ms: Option<u64>,
+    /// Open connections per HTTP worker; past it, new connections wait in the backlog.
+    pub max_connections: Option<usize>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
     #[serde(default)]
@@ -225,6 +231,18 @@ impl RawConfig {
         if let Some(v) = num(&env, "TESSERA_ADDRESS_RATE_PER_SEC")? {
             self.address_rate_per_sec = Some(v);
         }
+        if let Some(v) = num(&env, "TESSERA_MAX_BODY_BYTES")? {
+            self.max_body_bytes = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_MAX_QUERY_BYTES")? {
+            self.max_query_bytes = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_REQUEST_TIMEOUT_MS")? {
+            self.request_timeout_ms = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_MAX_CONNECTIONS")? {
+            self.max_connections = Some(v);
+        }
         Ok(())
     }
 
@@ -319,6 +337,12 @@ impl RawConfig {
         if let Some(secs) = self.login_lockout_secs {
             throttle.lockout_secs = secs;
         }
+        let bounds = InputBounds::validate(
+            self.max_body_bytes,
+            self.max_query_bytes,
+            self.request_timeout_ms,
+            self.max_connections,
+        )?;
         let refresh_ttl = self.refresh_token_ttl_secs.unwrap_or(DEFAULT_REFRESH_TOKEN_TTL_SECS);
         let data_dir = self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         let audit_log = match self.audit_log.as_deref() {
@@ -347,7 +371,10 @@ impl RawConfig {
             sweep_interval: Duration::from_secs(self.sweep_interval_secs.unwrap_or(30).max(1)),
             commit_delay: Duration::from_micros(commit_delay_us),
             cache_bytes: self.cache_mib.unwrap_or(32) * 1024 * 1024,
-            max_body_bytes: self.max_body_bytes.unwrap_or(16 * 1024),
+            max_body_bytes: bounds.max_body_bytes,
+            max_query_bytes: bounds.max_query_bytes,
+            request_timeout: bounds.request_timeout,
+            max_connections: bounds.max_connections,
             clients,
             limits,
         })
@@ -380,6 +407,56 @@ impl RawConfig {
     }
 }
 
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+pub const DEFAULT_MAX_QUERY_BYTES: usize = 8 * 1024;
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
+/// actix-web's own default, per worker.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 25_000;
+
+/// The validated bounds on what one request may send and how long it may take.
+struct InputBounds {
+    max_body_bytes: usize,
+    max_query_bytes: usize,
+    request_timeout: Duration,
+    max_connections: usize,
+}
+
+impl InputBounds {
+    fn validate(
+        body: Option<usize>,
+        query: Option<usize>,
+        timeout_ms: Option<u64>,
+        connections: Option<usize>,
+    ) -> Result<Self, ConfigError> {
+        let in_range = |name: &str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{name} must be between {lo} and {hi}, got {v}"
+                )))
+            }
+        };
+        let max_body_bytes = body.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        in_range("max_body_bytes", max_body_bytes as u64, 1024, 16 << 20)?;
+        // The login form sends the browser back to /oauth/authorize with the whole request in
+        // the query, so the bound must leave room for it; above 64 KiB actix-http refuses the
+        // request target anyway (the `http` crate's longest URI).
+        let max_query_bytes = query.unwrap_or(DEFAULT_MAX_QUERY_BYTES);
+        in_range("max_query_bytes", max_query_bytes as u64, 1024, 64 * 1024)?;
+        let timeout_ms = timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS);
+        in_range("request_timeout_ms", timeout_ms, 1, 600_000)?;
+        let max_connections = connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        in_range("max_connections", max_connections as u64, 1, 1_000_000)?;
+        Ok(InputBounds {
+            max_body_bytes,
+            max_query_bytes,
+            request_timeout: Duration::from_millis(timeout_ms),
+            max_connections,
+        })
+    }
+}
+
 /// Validated settings.
 #[derive(Clone)]
 pub struct Settings {
@@ -409,6 +486,11 @@ pub struct Settings {
     pub cache_bytes: u64,
     pub max_body_bytes: usize,
     pub audit_log: crate::audit::AuditTarget,
+    pub max_query_bytes: usize,
+    /// Deadline for a request head (`client_request_timeout`) and for a body once read.
+    pub request_timeout: Duration,
+    /// Per HTTP worker.
+    pub max_connections: usize,
     /// Clients created or updated at start.
     pub clients: Vec<RawClient>,
     /// Rate limits, quotas and trusted proxies.
@@ -498,6 +580,42 @@ mod tests {
             Some(Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS))
         );
         assert_eq!(s.id_token_alg, crate::signing::Algorithm::RS256);
+    }
+
+    #[test]
+    fn input_bounds_default_read_from_env_and_validate() {
+        let s = RawConfig::default().validate().unwrap();
+        assert_eq!(s.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(s.max_query_bytes, DEFAULT_MAX_QUERY_BYTES);
+        assert_eq!(s.request_timeout, Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS));
+        assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let mut raw = RawConfig::default();
+        raw.apply_env(|k| match k {
+            "TESSERA_MAX_BODY_BYTES" => Some("4096".into()),
+            "TESSERA_MAX_QUERY_BYTES" => Some("2048".into()),
+            "TESSERA_REQUEST_TIMEOUT_MS" => Some("250".into()),
+            "TESSERA_MAX_CONNECTIONS" => Some("100".into()),
+            _ => None,
+        })
+        .unwrap();
+        let s = raw.validate().unwrap();
+        assert_eq!(
+            (
+                s.max_body_bytes,
+                s.max_query_bytes,
+                s.request_timeout,
+                s.max_connections
+            ),
+            (4096, 2048, Duration::from_millis(250), 100)
+        );
+        for bad in [
+            "max_body_bytes = 10",
+            "max_query_bytes = 1000000",
+            "request_timeout_ms = 0",
+            "max_connections = 0",
+        ] {
+            assert!(RawConfig::from_toml(bad).unwrap().validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

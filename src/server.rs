@@ -168,14 +168,20 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         admin_digest: key.admin_digest(&admin_token),
         session_ttl: settings.session_ttl.as_secs(),
     });
-    let max_body = settings.max_body_bytes;
+    let limits = http::InputLimits::from_settings(&settings);
 
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(middleware::from_fn(http::bound_head))
             .wrap(middleware::from_fn(http::observe))
-            .configure(http::configure(state.clone(), max_body))
+            .configure(http::configure(state.clone(), limits))
     })
     .workers(settings.workers)
+    // Slow clients (http::extract has the body's deadline): a head must arrive in time, a
+    // closing connection may linger a second, and each worker holds a bounded number.
+    .client_request_timeout(settings.request_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(1))
+    .max_connections(settings.max_connections)
     .backlog(2048)
     .shutdown_timeout(10)
     .listen(listener)

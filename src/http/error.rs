@@ -2,7 +2,9 @@
 //!
 //! - `invalid_client` → 401 with `WWW-Authenticate: Basic` (RFC 6749 §5.2);
 //! - other OAuth errors → 400 with `{"error", "error_description"}`;
-//! - an oversized body → 413; a malformed or mistyped body → 400 `invalid_request`;
+//! - refused input (`http::extract::InputError`) → `invalid_request` with its status: 413 for
+//!   an oversized body, 408 for a body that did not arrive in time, 414 for a long query, 431
+//!   for oversized headers, 400 for a malformed, repeated or mistyped form;
 //! - storage or shard failures → 500/503 with no detail (the detail goes to the log, here);
 //! - bearer-token failures (userinfo) → RFC 6750 §3: 401 with `WWW-Authenticate: Bearer`, and
 //!   `error="invalid_token"` or, with 403, `error="insufficient_scope"`;
@@ -13,11 +15,12 @@
 //! Errors caused by bad input are not logged: they are the client's business, not the
 //! operator's, and logging them would let any client fill the log.
 
-use actix_web::error::{JsonPayloadError, UrlencodedError};
+use actix_web::error::JsonPayloadError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use super::extract::InputError;
 use crate::authority::AuthorityError;
 use crate::limits::Limited;
 use crate::oauth::OAuthError;
@@ -26,6 +29,8 @@ use crate::oauth::OAuthError;
 pub enum ApiError {
     OAuth(OAuthError),
     PayloadTooLarge,
+    /// The request's body, query or headers were refused before any work (`http::extract`).
+    Input(InputError),
     /// The admin credential was missing or wrong.
     AdminUnauthorized,
     NotFound,
@@ -68,7 +73,7 @@ impl ApiError {
     fn code(&self) -> &str {
         match self {
             ApiError::OAuth(e) => e.code(),
-            ApiError::PayloadTooLarge => "invalid_request",
+            ApiError::PayloadTooLarge | ApiError::Input(_) => "invalid_request",
             ApiError::AdminUnauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
             ApiError::Conflict(_) => "conflict",
@@ -86,6 +91,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => Some("request body too large"),
             ApiError::Conflict(why) => Some(why),
             ApiError::RateLimited(_) => Some("too many requests; retry after the time in Retry-After"),
+            ApiError::Input(e) => Some(e.description()),
             _ => None,
         }
     }
@@ -101,6 +107,7 @@ impl ResponseError for ApiError {
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::OAuth(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Input(e) => e.status(),
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -190,18 +197,9 @@ impl From<crate::operations::OpError> for ApiError {
     }
 }
 
-impl From<UrlencodedError> for ApiError {
-    fn from(e: UrlencodedError) -> Self {
-        match e {
-            UrlencodedError::Overflow { .. } => ApiError::PayloadTooLarge,
-            UrlencodedError::ContentType => {
-                OAuthError::invalid_request("the body must be application/x-www-form-urlencoded").into()
-            }
-            UrlencodedError::Parse(_) => {
-                OAuthError::invalid_request("the form body is malformed or repeats a parameter").into()
-            }
-            _ => OAuthError::invalid_request("the request body could not be read").into(),
-        }
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        ApiError::Input(e)
     }
 }
 

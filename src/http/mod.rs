@@ -4,6 +4,7 @@
 mod admin;
 pub mod client_addr;
 pub mod error;
+pub mod extract;
 mod meta;
 mod oauth;
 mod oidc;
@@ -19,6 +20,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 pub use client_addr::client_address;
+pub use extract::{bound_head, InputLimits};
 pub use oidc::metadata;
 
 use crate::authority::Authority;
@@ -98,18 +100,16 @@ mod routes {
     pub const UNMATCHED: usize = LABELS.len() - 1;
 }
 
-/// Registers every route, with the body limits and the error mapping of the extractors.
-pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Registers every route, with the input limits (read by `extract`) and the error mapping of
+/// the extractors.
+pub fn configure(state: web::Data<AppState>, limits: InputLimits) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let form = web::FormConfig::default()
-            .limit(max_body_bytes)
-            .error_handler(|e, _| ApiError::from(e).into());
         let json = web::JsonConfig::default()
-            .limit(max_body_bytes)
+            .limit(limits.max_body_bytes)
             .error_handler(|e, _| ApiError::from(e).into());
         let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());
         cfg.app_data(state)
-            .app_data(form)
+            .app_data(limits)
             .app_data(json)
             .app_data(path)
             .service(single_method(routes::TOKEN, web::post().to(oauth::token), "POST"))

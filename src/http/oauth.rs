@@ -4,18 +4,18 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::error::{rate_limited, ApiError};
+use super::extract::Form;
 use super::{routes, AppState};
 use crate::authority::AuthorityError;
-use crate::oauth::{client_auth, GrantRequest, TokenForm};
+use crate::oauth::{client_auth, FormError, FromPairs, GrantRequest, Pairs, TokenForm};
 use crate::store::ClientRecord;
 
 /// The body of introspection and revocation requests. `token_type_hint` is not read: a server
 /// that cannot find the token under the hint must search all types anyway (RFC 7009 §2.1), and
 /// Tessera's lookup is the same for every type. `Debug` hides the token and the secret.
-#[derive(Deserialize)]
 pub struct TokenParamForm {
     pub token: Option<String>,
     pub client_id: Option<String>,
@@ -29,6 +29,16 @@ impl std::fmt::Debug for TokenParamForm {
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
             .finish()
+    }
+}
+
+impl FromPairs for TokenParamForm {
+    fn from_pairs(p: &Pairs<'_>) -> Result<Self, FormError> {
+        Ok(TokenParamForm {
+            token: p.owned("token")?,
+            client_id: p.owned("client_id")?,
+            client_secret: p.owned("client_secret")?,
+        })
     }
 }
 
@@ -67,14 +77,12 @@ fn required_token(form: &TokenParamForm) -> Result<&str, ApiError> {
         .ok_or_else(|| crate::oauth::OAuthError::invalid_request("token is required").into())
 }
 
-/// `resource` may repeat (RFC 8707 §2), so the form is read as pairs and built by
-/// `TokenForm::from_pairs`, which refuses every other repeat.
+/// `resource` may repeat (RFC 8707 §2); the form parser refuses every other repeat.
 pub async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    pairs: web::Form<Vec<(String, String)>>,
+    Form(form): Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let form = TokenForm::from_pairs(pairs.into_inner())?;
     let (id, secret) = (form.client_id.as_deref(), form.client_secret.as_deref());
     let client = authenticate(&state, &req, routes::TOKEN, id, secret)?;
     let grant = GrantRequest::from_form(&form)?;
@@ -85,7 +93,7 @@ pub async fn token(
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<TokenParamForm>,
+    Form(form): Form<TokenParamForm>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, secret) = (form.client_id.as_deref(), form.client_secret.as_deref());
     let client = authenticate(&state, &req, routes::INTROSPECT, id, secret)?;
@@ -97,7 +105,7 @@ pub async fn introspect(
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<TokenParamForm>,
+    Form(form): Form<TokenParamForm>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, secret) = (form.client_id.as_deref(), form.client_secret.as_deref());
     let client = authenticate(&state, &req, routes::REVOKE, id, secret)?;

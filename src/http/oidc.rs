@@ -3,10 +3,10 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
+use super::extract::Form;
 use super::AppState;
 use crate::authority::{Authority, UserInfo};
 use crate::oauth::grant::SUPPORTED_GRANT_TYPES;
@@ -56,9 +56,16 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .json(state.authority.jwks(crate::unix_now()))
 }
 
-#[derive(Deserialize)]
 pub struct UserInfoForm {
     access_token: Option<String>,
+}
+
+impl crate::oauth::FromPairs for UserInfoForm {
+    fn from_pairs(p: &crate::oauth::Pairs<'_>) -> Result<Self, crate::oauth::FormError> {
+        Ok(UserInfoForm {
+            access_token: p.owned("access_token")?,
+        })
+    }
 }
 
 /// `GET|POST /oauth/userinfo` with a bearer token in the `Authorization` header, or (POST only)
@@ -66,7 +73,7 @@ pub struct UserInfoForm {
 pub async fn userinfo(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    Form(form): Form<UserInfoForm>,
 ) -> Result<HttpResponse, ApiError> {
     let limits = state.authority.limits();
     limits
@@ -84,10 +91,8 @@ pub async fn userinfo(
         }
         None => None,
     };
-    let from_body = if req.method() == actix_web::http::Method::POST && !body.is_empty() {
-        serde_urlencoded::from_bytes::<UserInfoForm>(&body)
-            .map_err(|_| ApiError::InvalidToken)?
-            .access_token
+    let from_body = if req.method() == actix_web::http::Method::POST {
+        form.access_token
     } else {
         None
     };

@@ -12,11 +12,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
+use super::extract::{Form, InputError};
 use super::session;
 use super::AppState;
 use crate::authority::{LoginOutcome, SignedIn};
 use crate::oauth::authorize::{error_redirect, redirect_with};
-use crate::oauth::{AuthorizeError, AuthorizeParams, AuthorizeRequest, OAuthError, Prompt};
+use crate::oauth::{
+    AuthorizeError, AuthorizeParams, AuthorizeRequest, FormError, FromPairs, OAuthError, Pairs, Prompt,
+};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -123,6 +126,20 @@ fn address_refusal(state: &AppState, req: &HttpRequest, endpoint: &'static str) 
     Some(res)
 }
 
+/// The page for refused input (`http::extract`): its status, in words.
+pub(super) fn input_error(e: &InputError) -> HttpResponse {
+    let text = match e {
+        InputError::QueryTooLong => "The address of this request is too long.",
+        InputError::HeadersTooLarge => "The request carries too many or too large headers.",
+        InputError::BodyTooLarge => "The form sent is too large.",
+        InputError::BodyTimeout => "The form did not arrive in time. Please try again.",
+        InputError::ContentType | InputError::Read | InputError::Form(_) => {
+            return bad_form();
+        }
+    };
+    message(e.status(), "This request cannot be handled", text)
+}
+
 /// `303 See Other` to `location` (after a POST, the browser follows with a GET).
 fn see_other(location: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse {
     let mut res = HttpResponse::SeeOther();
@@ -200,7 +217,8 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     if let Some(refused) = address_refusal(&state, &req, super::routes::AUTHORIZE) {
         return refused;
     }
-    let Ok(params) = serde_urlencoded::from_str::<AuthorizeParams>(req.query_string()) else {
+    // The query's length was bounded before routing (`extract::bound_head`).
+    let Ok(params) = AuthorizeParams::parse_form(req.query_string().as_bytes()) else {
         return message(
             StatusCode::BAD_REQUEST,
             "This sign-in link is not valid",
@@ -274,13 +292,22 @@ async fn code_redirect(state: &AppState, request: &AuthorizeRequest, user: &Sign
     }
 }
 
-#[derive(Deserialize)]
 pub struct LoginForm {
     csrf: Option<String>,
     username: Option<String>,
     password: Option<String>,
-    #[serde(flatten)]
     params: AuthorizeParams,
+}
+
+impl FromPairs for LoginForm {
+    fn from_pairs(p: &Pairs<'_>) -> Result<Self, FormError> {
+        Ok(LoginForm {
+            csrf: p.owned("csrf")?,
+            username: p.owned("username")?,
+            password: p.owned("password")?,
+            params: AuthorizeParams::from_pairs(p)?,
+        })
+    }
 }
 
 fn expired_form() -> HttpResponse {
@@ -315,12 +342,17 @@ fn checked(
 }
 
 /// `POST /oauth/login`.
-pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form<LoginForm>, InputError>,
+) -> HttpResponse {
     if let Some(refused) = address_refusal(&state, &req, super::routes::LOGIN) {
         return refused;
     }
-    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
-        return bad_form();
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(e) => return input_error(&e),
     };
     let request = match checked(&state, &req, form.csrf.as_deref(), &form.params) {
         Ok(r) => r,
@@ -413,18 +445,31 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     }
 }
 
-#[derive(Deserialize)]
 pub struct ConsentForm {
     csrf: Option<String>,
     decision: Option<String>,
-    #[serde(flatten)]
     params: AuthorizeParams,
 }
 
+impl FromPairs for ConsentForm {
+    fn from_pairs(p: &Pairs<'_>) -> Result<Self, FormError> {
+        Ok(ConsentForm {
+            csrf: p.owned("csrf")?,
+            decision: p.owned("decision")?,
+            params: AuthorizeParams::from_pairs(p)?,
+        })
+    }
+}
+
 /// `POST /oauth/consent`.
-pub async fn consent(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let Ok(form) = serde_urlencoded::from_bytes::<ConsentForm>(&body) else {
-        return bad_form();
+pub async fn consent(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form<ConsentForm>, InputError>,
+) -> HttpResponse {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(e) => return input_error(&e),
     };
     let request = match checked(&state, &req, form.csrf.as_deref(), &form.params) {
         Ok(r) => r,

@@ -6,14 +6,15 @@
 //! SHOULD inform the resource owner of the error and MUST NOT automatically redirect"), so those
 //! failures are an error page. Every later failure goes back to the client, with `state`.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::form::{FormError, FromPairs, Pairs};
 use super::{pkce, GrantType, OAuthError, Scope};
 use crate::store::ClientRecord;
 
 /// The parameters of `GET /oauth/authorize`, also carried through the login and consent forms.
 /// Every field is optional here so that each absence gets its own answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuthorizeParams {
     pub response_type: Option<String>,
     pub client_id: Option<String>,
@@ -25,6 +26,22 @@ pub struct AuthorizeParams {
     pub nonce: Option<String>,
     /// OpenID Connect `prompt`: only `none`, `login` and `consent` change anything here.
     pub prompt: Option<String>,
+}
+
+impl FromPairs for AuthorizeParams {
+    fn from_pairs(p: &Pairs<'_>) -> Result<Self, FormError> {
+        Ok(AuthorizeParams {
+            response_type: p.owned("response_type")?,
+            client_id: p.owned("client_id")?,
+            redirect_uri: p.owned("redirect_uri")?,
+            scope: p.owned("scope")?,
+            state: p.owned("state")?,
+            code_challenge: p.owned("code_challenge")?,
+            code_challenge_method: p.owned("code_challenge_method")?,
+            nonce: p.owned("nonce")?,
+            prompt: p.owned("prompt")?,
+        })
+    }
 }
 
 /// A validated authorization request.
@@ -157,7 +174,7 @@ impl AuthorizeParams {
 /// `redirect_uri` with the query parameters `params` appended (RFC 6749 §4.1.2: the URI may
 /// already carry a query, which is kept).
 pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
-    let query = serde_urlencoded::to_string(params).expect("string pairs always encode");
+    let query = super::form::encode(params.iter().copied());
     let sep = if redirect_uri.contains('?') { '&' } else { '?' };
     format!("{redirect_uri}{sep}{query}")
 }

@@ -4,11 +4,13 @@
 
 use super::{audience, OAuthError, Scope};
 
+use super::form::{FormError, FromPairs, Pairs};
+
 pub use crate::vocab::GrantType;
 
-/// The body of `POST /oauth/token` as parsed from the form; a repeated parameter is refused
-/// before this exists (RFC 6749 §3.2), except `resource`, which may repeat (RFC 8707 §2).
-/// `Debug` shows only whether each credential was given.
+/// The body of `POST /oauth/token` as parsed from the form; a repeated parameter is refused by
+/// the form parser before this exists (RFC 6749 §3.2), except `resource`, which may repeat
+/// (RFC 8707 §2). `Debug` shows only whether each credential was given.
 #[derive(Clone, Default)]
 pub struct TokenForm {
     pub grant_type: Option<String>,
@@ -21,38 +23,6 @@ pub struct TokenForm {
     pub refresh_token: Option<String>,
     /// RFC 8707 resource indicators, in the order given.
     pub resource: Vec<String>,
-}
-
-impl TokenForm {
-    /// Builds the form from its urlencoded pairs. Outcomes: the form; `invalid_request` for a
-    /// repeated parameter other than `resource`. Unknown parameters are ignored (RFC 6749 §3.2).
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
-        let mut form = TokenForm::default();
-        for (name, value) in pairs {
-            let slot = match name.as_str() {
-                "resource" => {
-                    if form.resource.len() == audience::MAX_RESOURCES {
-                        return Err(OAuthError::InvalidTarget("too many resource parameters".into()));
-                    }
-                    form.resource.push(value);
-                    continue;
-                }
-                "grant_type" => &mut form.grant_type,
-                "scope" => &mut form.scope,
-                "client_id" => &mut form.client_id,
-                "client_secret" => &mut form.client_secret,
-                "code" => &mut form.code,
-                "redirect_uri" => &mut form.redirect_uri,
-                "code_verifier" => &mut form.code_verifier,
-                "refresh_token" => &mut form.refresh_token,
-                _ => continue,
-            };
-            if slot.replace(value).is_some() {
-                return Err(OAuthError::InvalidRequest(format!("{name} is repeated").into()));
-            }
-        }
-        Ok(form)
-    }
 }
 
 impl std::fmt::Debug for TokenForm {
@@ -69,6 +39,24 @@ impl std::fmt::Debug for TokenForm {
             .field("refresh_token", &given(&self.refresh_token))
             .field("resource", &self.resource)
             .finish()
+    }
+}
+
+impl FromPairs for TokenForm {
+    const MULTI_VALUED: &'static [&'static str] = &["resource"];
+
+    fn from_pairs(p: &Pairs<'_>) -> Result<Self, FormError> {
+        Ok(TokenForm {
+            grant_type: p.owned("grant_type")?,
+            scope: p.owned("scope")?,
+            client_id: p.owned("client_id")?,
+            client_secret: p.owned("client_secret")?,
+            code: p.owned("code")?,
+            redirect_uri: p.owned("redirect_uri")?,
+            code_verifier: p.owned("code_verifier")?,
+            refresh_token: p.owned("refresh_token")?,
+            resource: p.all("resource").map(str::to_owned).collect(),
+        })
     }
 }
 
@@ -122,6 +110,9 @@ impl GrantRequest {
                 .ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required").into()))
         };
         let grant = GrantType::parse(grant_type).ok_or(OAuthError::UnsupportedGrantType)?;
+        if form.resource.len() > audience::MAX_RESOURCES {
+            return Err(OAuthError::InvalidTarget("too many resource parameters".into()));
+        }
         if let Some(bad) = form.resource.iter().find(|r| !audience::is_resource_uri(r)) {
             let shown: String = bad.chars().take(64).collect();
             return Err(OAuthError::InvalidTarget(
@@ -293,29 +284,32 @@ mod tests {
         );
     }
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    fn parse(list: &[(&str, &str)]) -> Result<TokenForm, FormError> {
+        TokenForm::parse_form(super::super::form::encode(list.iter().copied()).as_bytes())
     }
 
     #[test]
     fn resource_may_repeat_and_nothing_else_may() {
-        let form = TokenForm::from_pairs(pairs(&[
+        let form = parse(&[
             ("grant_type", "client_credentials"),
             ("resource", "https://a.example"),
             ("resource", "https://b.example"),
             ("unknown", "1"),
-            ("unknown", "2"),
-        ]))
+        ])
         .unwrap();
         assert_eq!(form.resource, ["https://a.example", "https://b.example"]);
         let g = GrantRequest::from_form(&form).unwrap();
         assert_eq!(g.resources(), ["https://a.example", "https://b.example"]);
         for repeated in ["grant_type", "scope", "client_id", "code", "refresh_token"] {
-            let e = TokenForm::from_pairs(pairs(&[(repeated, "x"), (repeated, "x")])).unwrap_err();
-            assert_eq!(e.code(), "invalid_request", "{repeated}");
+            assert!(
+                matches!(parse(&[(repeated, "x"), (repeated, "x")]), Err(FormError::Repeated(_))),
+                "{repeated}"
+            );
         }
-        let many = vec![("resource".to_string(), "https://a.example".to_string()); audience::MAX_RESOURCES + 1];
-        assert_eq!(TokenForm::from_pairs(many).unwrap_err().code(), "invalid_target");
+        let many = vec![("resource", "https://a.example"); audience::MAX_RESOURCES + 1];
+        let mut too_many = parse(&many).unwrap();
+        too_many.grant_type = Some("client_credentials".into());
+        assert_eq!(GrantRequest::from_form(&too_many).unwrap_err().code(), "invalid_target");
     }
 
     #[test]

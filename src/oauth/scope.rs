@@ -1,6 +1,25 @@
 //! Scopes (RFC 6749 §3.3): parsing, and the rule that a client gets only what it was granted.
+//!
+//! Guarantees: a parsed [`Scope`] holds at most [`MAX_SCOPE_TOKENS`] distinct tokens of at most
+//! [`MAX_SCOPE_TOKEN_BYTES`] bytes each, all of RFC 6749 §3.3 characters. Parsing walks the input
+//! once and stops at the first token past a cap, so a hostile `scope` costs time in proportion
+//! to the caps, not to its length; de-duplication is linear (a hash set past a few tokens).
+
+use std::collections::HashSet;
 
 use super::OAuthError;
+
+/// Most scope tokens one request may name (repeats included). Registered clients hold a handful
+/// of scopes (the discovery document lists six); 64 leaves room for fine-grained API scopes
+/// while bounding every later check (`is_subset_of`, consent lookups) to a small constant.
+pub const MAX_SCOPE_TOKENS: usize = 64;
+/// Longest scope token, in bytes. Scope names are identifiers or URLs of API permissions
+/// (`https://api.example/orders.read`); 128 bytes holds such URLs and refuses a 100 KiB token
+/// at once.
+pub const MAX_SCOPE_TOKEN_BYTES: usize = 128;
+
+/// Past this many tokens, de-duplication uses a hash set instead of a scan.
+const SCAN_DEDUP_UP_TO: usize = 8;
 
 /// A validated, de-duplicated set of scope tokens, in the order first given.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -9,27 +28,49 @@ pub struct Scope(Vec<String>);
 impl Scope {
     /// Parses a `scope` parameter. Scope tokens are separated by spaces and made of the
     /// characters RFC 6749 §3.3 allows (`%x21 / %x23-5B / %x5D-7E`); repeated spaces are
-    /// tolerated, repeated tokens collapse into one.
+    /// tolerated, repeated tokens collapse into one. More than [`MAX_SCOPE_TOKENS`] tokens or a
+    /// token longer than [`MAX_SCOPE_TOKEN_BYTES`] is `invalid_scope`, found without reading
+    /// past the offending token.
     pub fn parse(raw: &str) -> Result<Self, OAuthError> {
-        let mut tokens: Vec<String> = Vec::new();
+        let mut given: Vec<&str> = Vec::new();
         for token in raw.split(' ').filter(|t| !t.is_empty()) {
+            if given.len() == MAX_SCOPE_TOKENS {
+                return Err(OAuthError::InvalidScope(
+                    format!("scope names more than {MAX_SCOPE_TOKENS} tokens").into(),
+                ));
+            }
+            if token.len() > MAX_SCOPE_TOKEN_BYTES {
+                return Err(OAuthError::InvalidScope(
+                    format!("a scope token is longer than {MAX_SCOPE_TOKEN_BYTES} bytes").into(),
+                ));
+            }
             if !token.bytes().all(is_scope_char) {
                 return Err(OAuthError::InvalidScope(
                     "scope contains a character outside RFC 6749 §3.3".into(),
                 ));
             }
-            if !tokens.iter().any(|t| t == token) {
-                tokens.push(token.to_owned());
-            }
+            given.push(token);
         }
-        Ok(Scope(tokens))
+        Ok(Scope::from_tokens(given))
     }
 
+    /// A scope of `tokens`, de-duplicated in linear time, in the order first given. The tokens
+    /// are trusted (registered scopes, stored grants): no character or cap check here.
     pub fn from_tokens<I: IntoIterator<Item = S>, S: Into<String>>(tokens: I) -> Self {
-        let mut out: Vec<String> = Vec::new();
+        let tokens: Vec<String> = tokens.into_iter().map(Into::into).collect();
+        if tokens.len() <= SCAN_DEDUP_UP_TO {
+            let mut out: Vec<String> = Vec::with_capacity(tokens.len());
+            for t in tokens {
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+            return Scope(out);
+        }
+        let mut seen: HashSet<String> = HashSet::with_capacity(tokens.len());
+        let mut out = Vec::with_capacity(tokens.len());
         for t in tokens {
-            let t = t.into();
-            if !out.contains(&t) {
+            if seen.insert(t.clone()) {
                 out.push(t);
             }
         }
@@ -48,7 +89,8 @@ impl Scope {
         self.0.iter().any(|t| t == token)
     }
 
-    /// Whether every token of `self` is in `allowed`.
+    /// Whether every token of `self` is in `allowed`. At most [`MAX_SCOPE_TOKENS`] scans of
+    /// `allowed` for a parsed scope.
     pub fn is_subset_of(&self, allowed: &[String]) -> bool {
         self.0.iter().all(|t| allowed.contains(t))
     }
@@ -102,6 +144,34 @@ mod tests {
         assert_eq!(Scope::parse("re\\ad").unwrap_err().code(), "invalid_scope");
         assert_eq!(Scope::parse("caf\u{e9}").unwrap_err().code(), "invalid_scope");
         assert!(Scope::parse("a:b/c.d-e_f~").is_ok());
+    }
+
+    #[test]
+    fn caps_on_count_and_length() {
+        let at_cap: Vec<String> = (0..MAX_SCOPE_TOKENS).map(|i| format!("s{i}")).collect();
+        assert_eq!(
+            Scope::parse(&at_cap.join(" ")).unwrap().tokens().len(),
+            MAX_SCOPE_TOKENS
+        );
+        let over = format!("{} extra", at_cap.join(" "));
+        assert_eq!(Scope::parse(&over).unwrap_err().code(), "invalid_scope");
+        // Repeats count: the cap bounds the work, not only the result.
+        let repeated = vec!["read"; MAX_SCOPE_TOKENS + 1].join(" ");
+        assert_eq!(Scope::parse(&repeated).unwrap_err().code(), "invalid_scope");
+        let long = "a".repeat(MAX_SCOPE_TOKEN_BYTES);
+        assert!(Scope::parse(&long).is_ok());
+        let too_long = "a".repeat(MAX_SCOPE_TOKEN_BYTES + 1);
+        assert_eq!(Scope::parse(&too_long).unwrap_err().code(), "invalid_scope");
+        // Spaces alone are not tokens and cost no cap.
+        assert!(Scope::parse(&" ".repeat(100_000)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn dedup_keeps_first_order_past_the_scan_threshold() {
+        let many: Vec<String> = (0..20).map(|i| format!("s{}", i % 10)).collect();
+        let s = Scope::parse(&many.join(" ")).unwrap();
+        let expected: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+        assert_eq!(s.tokens(), &expected[..]);
     }
 
     #[test]
