@@ -173,7 +173,7 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
         let service = test::init_service(
             App::new()
                 .wrap(middleware::from_fn(http::observe))
-                .configure(http::configure(state, 16 * 1024)),
+                .configure(http::configure(state, 16 * 1024, true)),
         )
         .await;
         (router, service)

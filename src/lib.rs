@@ -16,6 +16,7 @@
 //!   JWKS, JWS signing and verification.
 //! - [`datadir`]: the files beside the database (server key, admin credential).
 //! - [`server`]: assembles all of the above into a running server.
+//! - [`tls`]: the rustls configuration for https on the public listener.
 //!
 //! See `ARCHITECTURE.md` for the request flow and the invariants each layer keeps.
 
@@ -31,6 +32,7 @@ pub mod oauth;
 pub mod server;
 pub mod signing;
 pub mod store;
+pub mod tls;
 
 /// Seconds since the Unix epoch. Read once per request at the edge and passed down, so the
 /// protocol and storage layers take time as a value.
