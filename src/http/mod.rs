@@ -2,6 +2,7 @@
 //! call to the [`Authority`], and map the reply; they hold no token logic and never touch sled.
 
 mod admin;
+mod csp;
 pub mod error;
 mod meta;
 mod oauth;
@@ -123,7 +124,13 @@ pub fn configure(
             .service(single_method(routes::AUTHORIZE, web::get().to(pages::authorize), "GET"))
             .service(single_method(routes::LOGIN, web::post().to(pages::login), "POST"))
             .service(single_method(routes::CONSENT, web::post().to(pages::consent), "POST"))
-            .service(single_method(routes::LOGOUT, web::get().to(pages::logout), "GET"))
+            .service(
+                web::resource(routes::LOGOUT)
+                    .name(routes::LOGOUT)
+                    .route(web::get().to(pages::logout))
+                    .route(web::post().to(pages::confirm_logout))
+                    .default_service(web::to(|| method_not_allowed("GET, POST"))),
+            )
             .service(
                 web::resource(routes::USERINFO)
                     .name(routes::USERINFO)
