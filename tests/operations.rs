@@ -187,6 +187,35 @@ fn tessera(config: &std::path::Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// With `admin_bind`, the CLI reaches the running server's admin API over TCP.
+#[actix_rt::test]
+async fn the_cli_reaches_a_running_server_on_admin_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tessera.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 1\nid_token_alg = \"ES256\"\n{}",
+            dir.path().join("data"),
+            common::CLIENTS
+        ),
+    )
+    .unwrap();
+    let (_server, base) = common::spawn_tessera(dir.path()).await;
+    let admin = tessera::datadir::read_admin(&dir.path().join("data")).unwrap();
+    assert!(
+        admin.admin.starts_with("http://127.0.0.1:") && admin.admin != base,
+        "{}",
+        admin.admin
+    );
+    let out = tessera(&config, &["client", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(listed.contains("other-client"), "{listed}");
+    let public = client().get(format!("{base}/admin/clients")).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+}
+
 /// The CLI manages clients directly when no server runs, and through the admin API while one
 /// holds the data directory; the secret it prints works for client authentication.
 #[actix_rt::test]
