@@ -187,7 +187,7 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
             App::new()
                 .wrap(middleware::from_fn(http::bound_head))
                 .wrap(middleware::from_fn(http::observe))
-                .configure(http::configure(state, limits))
+                .configure(http::configure(state, limits, true))
         };
         let service = test::init_service(app(state.clone(), http::InputLimits::default())).await;
         // The largest query bound the configuration allows, so that hostile scopes reach the

@@ -389,15 +389,23 @@ mod tests {
         let mut renamed = user("alice", "wonderland-42");
         renamed.name = Some("Alice L.".into());
         let (again, changed) = renamed.into_record_keeping(Some(&first)).unwrap();
-        assert_eq!(again.password_hash, first.password_hash, "so sessions survive a restart");
+        assert_eq!(
+            again.password_hash, first.password_hash,
+            "so sessions survive a restart"
+        );
         assert!(!changed);
         assert_eq!(again.sub, first.sub);
         assert_eq!(again.name.as_deref(), Some("Alice L."), "the other fields are updated");
-        let (new, changed) = user("alice", "looking-glass").into_record_keeping(Some(&first)).unwrap();
+        let (new, changed) = user("alice", "looking-glass")
+            .into_record_keeping(Some(&first))
+            .unwrap();
         assert!(changed);
         assert_ne!(new.password_hash, first.password_hash);
         assert!(crate::crypto::verify_password(&new.password_hash, "looking-glass"));
-        assert!(user("alice", "short").into_record_keeping(Some(&first)).is_err(), "still validated");
+        assert!(
+            user("alice", "short").into_record_keeping(Some(&first)).is_err(),
+            "still validated"
+        );
         let (_, changed) = user("bob", "a-new-password").into_record_keeping(None).unwrap();
         assert!(!changed, "a new user is not a password change");
     }

@@ -84,6 +84,14 @@ pub struct RawConfig {
     /// Only from `TESSERA_SERVER_KEY` (base64): a key never belongs in a config file.
     #[serde(skip)]
     pub server_key: Option<String>,
+    /// Where the admin API listens (TCP `host:port`); default the Unix socket
+    /// `<data_dir>/admin.sock`.
+    pub admin_bind: Option<String>,
+    /// Where `/metrics` is served (TCP `host:port`); default the public listener.
+    pub metrics_bind: Option<String>,
+    /// PEM certificate chain and private key: with both, the public listener speaks https.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -243,11 +251,46 @@ impl RawConfig {
         if let Some(v) = num(&env, "TESSERA_MAX_CONNECTIONS")? {
             self.max_connections = Some(v);
         }
+        self.apply_listener_env(&env);
         Ok(())
     }
 
+    fn apply_listener_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
+        if let Some(v) = env("TESSERA_ADMIN_BIND") {
+            self.admin_bind = Some(v);
+        }
+        if let Some(v) = env("TESSERA_METRICS_BIND") {
+            self.metrics_bind = Some(v);
+        }
+        if let Some(v) = env("TESSERA_TLS_CERT") {
+            self.tls_cert = Some(v.into());
+        }
+        if let Some(v) = env("TESSERA_TLS_KEY") {
+            self.tls_key = Some(v.into());
+        }
+    }
+
+    /// The admin, metrics and TLS settings.
+    fn listeners(&mut self) -> Result<Listeners, ConfigError> {
+        let tls = match (self.tls_cert.take(), self.tls_key.take()) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "tls_cert and tls_key go together: set both or neither".into(),
+                ))
+            }
+        };
+        Ok(Listeners {
+            admin_bind: self.admin_bind.take().filter(|b| !b.trim().is_empty()),
+            metrics_bind: self.metrics_bind.take().filter(|b| !b.trim().is_empty()),
+            tls,
+        })
+    }
+
     /// Validates into [`Settings`], filling defaults.
-    pub fn validate(self) -> Result<Settings, ConfigError> {
+    pub fn validate(mut self) -> Result<Settings, ConfigError> {
+        let listeners = self.listeners()?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let limits = self.limits()?;
         let bind = self.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
@@ -377,6 +420,7 @@ impl RawConfig {
             max_connections: bounds.max_connections,
             clients,
             limits,
+            listeners,
         })
     }
 
@@ -495,6 +539,24 @@ pub struct Settings {
     pub clients: Vec<RawClient>,
     /// Rate limits, quotas and trusted proxies.
     pub limits: crate::limits::LimitPolicy,
+    pub listeners: Listeners,
+}
+
+/// Where the admin API and the metrics are served, and the public listener's TLS files.
+#[derive(Clone, Debug, Default)]
+pub struct Listeners {
+    /// `None`: the Unix socket `<data_dir>/admin.sock`.
+    pub admin_bind: Option<String>,
+    /// `None`: `/metrics` stays on the public listener.
+    pub metrics_bind: Option<String>,
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for https on the public listener.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl std::fmt::Debug for Settings {
@@ -510,6 +572,7 @@ impl std::fmt::Debug for Settings {
             .field("access_token_ttl", &self.access_token_ttl)
             .field("code_ttl", &self.code_ttl)
             .field("commit_delay", &self.commit_delay)
+            .field("listeners", &self.listeners)
             .field(
                 "clients",
                 &self.clients.iter().map(|c| &c.client_id).collect::<Vec<_>>(),
@@ -784,5 +847,23 @@ mod tests {
         );
         let dup = "[[clients]]\nclient_id='a'\nclient_secret='b'\n[[clients]]\nclient_id='a'\nclient_secret='c'";
         assert!(RawConfig::from_toml(dup).unwrap().validate().is_err());
+    }
+
+    #[test]
+    fn listeners_default_to_the_socket_and_the_public_metrics() {
+        let s = RawConfig::default().validate().unwrap();
+        assert!(s.listeners.admin_bind.is_none() && s.listeners.metrics_bind.is_none());
+        assert!(s.listeners.tls.is_none());
+        let mut raw =
+            RawConfig::from_toml("admin_bind = \"127.0.0.1:4001\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"").unwrap();
+        raw.apply_env(|k| (k == "TESSERA_METRICS_BIND").then(|| "127.0.0.1:9100".into()))
+            .unwrap();
+        let s = raw.validate().unwrap();
+        assert_eq!(s.listeners.admin_bind.as_deref(), Some("127.0.0.1:4001"));
+        assert_eq!(s.listeners.metrics_bind.as_deref(), Some("127.0.0.1:9100"));
+        let tls = s.listeners.tls.unwrap();
+        assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("c.pem"), Some("k.pem")));
+        let half = RawConfig::from_toml("tls_cert = \"c.pem\"").unwrap().validate();
+        assert!(half.is_err(), "a certificate without its key is refused");
     }
 }

@@ -1,7 +1,8 @@
 //! Files that live beside the database in the data directory, each created with mode 0600:
 //! - `server.key`: the HMAC key for token and secret digests, generated on first start unless
 //!   supplied (`server_key_file` or the `TESSERA_SERVER_KEY` environment variable, base64);
-//! - `admin.json`: the running server's admin URL and a per-start admin credential, which lets
+//! - `admin.json`: the running server's public URL, where its admin API answers (the Unix socket
+//!   `admin.sock` beside it, or `admin_bind`) and a per-start admin credential, which lets
 //!   `tessera client ...` manage clients while the server holds sled's lock. Whoever can read
 //!   this file can read the server key too, so it grants nothing new.
 
@@ -84,7 +85,10 @@ pub fn load_server_key(env_value: Option<&str>, key_file: &Path) -> Result<Serve
 /// Contents of `admin.json`. `Debug` hides the token.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct AdminFile {
+    /// The public base URL (`http(s)://host:port`).
     pub url: String,
+    /// Where the admin API answers: `unix:<absolute path of the socket>` or `http://host:port`.
+    pub admin: String,
     pub token: String,
 }
 
@@ -92,13 +96,40 @@ impl std::fmt::Debug for AdminFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminFile")
             .field("url", &self.url)
+            .field("admin", &self.admin)
             .field("token", &"<redacted>")
             .finish()
     }
 }
 
+/// The `admin` value prefix of a Unix socket.
+pub const UNIX_PREFIX: &str = "unix:";
+
+/// Where an admin API answers, parsed from `AdminFile::admin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminEndpoint {
+    /// A Unix socket; requests go to it with any host in the URL.
+    Unix(PathBuf),
+    /// A TCP base URL, `http://host:port`.
+    Tcp(String),
+}
+
+impl AdminFile {
+    pub fn endpoint(&self) -> AdminEndpoint {
+        match self.admin.strip_prefix(UNIX_PREFIX) {
+            Some(path) => AdminEndpoint::Unix(PathBuf::from(path)),
+            None => AdminEndpoint::Tcp(self.admin.trim_end_matches('/').to_owned()),
+        }
+    }
+}
+
 pub fn admin_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.json")
+}
+
+/// The admin API's Unix socket when no `admin_bind` is set.
+pub fn admin_socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
 }
 
 pub fn write_admin(data_dir: &Path, admin: &AdminFile) -> Result<(), DataDirError> {
@@ -123,6 +154,7 @@ mod tests {
     fn debug_of_the_admin_file_hides_the_token() {
         let admin = AdminFile {
             url: "http://127.0.0.1:4000".into(),
+            admin: "unix:/data/admin.sock".into(),
             token: "tsadm_s3cr3t".into(),
         };
         let shown = format!("{admin:?}");
@@ -167,11 +199,19 @@ mod tests {
             dir.path(),
             &AdminFile {
                 url: "http://127.0.0.1:1".into(),
+                admin: "unix:/tmp/admin.sock".into(),
                 token: "x".into(),
             },
         )
         .unwrap();
-        assert_eq!(read_admin(dir.path()).unwrap().url, "http://127.0.0.1:1");
+        let read = read_admin(dir.path()).unwrap();
+        assert_eq!(read.url, "http://127.0.0.1:1");
+        assert_eq!(read.endpoint(), AdminEndpoint::Unix("/tmp/admin.sock".into()));
+        let tcp = AdminFile {
+            admin: "http://127.0.0.1:9/".into(),
+            ..read
+        };
+        assert_eq!(tcp.endpoint(), AdminEndpoint::Tcp("http://127.0.0.1:9".into()));
         let mode = std::fs::metadata(admin_path(dir.path())).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

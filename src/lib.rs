@@ -22,6 +22,7 @@
 //! - [`datadir`]: the files beside the database (server key, admin credential).
 //! - [`vocab`]: grant types and refresh policies, the words `oauth` and `store` share.
 //! - [`server`]: assembles all of the above into a running server.
+//! - [`tls`]: the rustls configuration for https on the public listener.
 //!
 //! See `ARCHITECTURE.md` for the request flow and the invariants each layer keeps.
 
@@ -40,6 +41,7 @@ pub mod operations;
 pub mod server;
 pub mod signing;
 pub mod store;
+pub mod tls;
 pub mod vocab;
 
 /// Seconds since the Unix epoch. Read once per request at the edge and passed down, so the

@@ -2,8 +2,9 @@
 //! `keys rotate`.
 //!
 //! Management commands open the data directory directly when no server holds it. sled allows one
-//! process per database, so while a server runs they go through its admin API instead, using
-//! the URL and credential the server wrote to `<data_dir>/admin.json`.
+//! process per database, so while a server runs they go through its admin API instead (its Unix
+//! socket, or `admin_bind`), using the address and credential the server wrote to
+//! `<data_dir>/admin.json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -183,7 +184,9 @@ fn init_logging() {
 fn serve(settings: Settings) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let running = server::start(settings).await.map_err(|e| e.to_string())?;
-        running.server.await.map_err(|e| e.to_string())?;
+        let stopped = running.server.await.map_err(|e| e.to_string());
+        running.side.stop(true).await;
+        stopped?;
         running.store.db().flush().map_err(|e| format!("final flush: {e}"))?;
         tracing::info!("tessera stopped");
         Ok(())
@@ -219,7 +222,7 @@ where
 
 /// The running server's admin API.
 struct AdminApi {
-    url: String,
+    endpoint: datadir::AdminEndpoint,
     token: String,
     dir: String,
 }
@@ -236,10 +239,17 @@ impl AdminApi {
         let admin = datadir::read_admin(&settings.data_dir)
             .map_err(|e| format!("{dir} is in use by another process, and its admin file cannot be read ({e}); stop that process or run this as its user"))?;
         Ok(AdminApi {
-            url: admin.url,
+            endpoint: admin.endpoint(),
             token: admin.token,
             dir,
         })
+    }
+
+    fn location(&self) -> String {
+        match &self.endpoint {
+            datadir::AdminEndpoint::Unix(path) => path.display().to_string(),
+            datadir::AdminEndpoint::Tcp(url) => url.clone(),
+        }
     }
 
     /// Sends one request; `Ok(None)` for 404, the decoded body for other successes.
@@ -252,39 +262,43 @@ impl AdminApi {
         let unreachable = |e: String| {
             format!(
                 "{} is in use by a running server, but its admin API at {} did not answer: {e}",
-                self.dir, self.url
+                self.dir,
+                self.location()
             )
         };
-        actix_web::rt::System::new().block_on(async {
-            let http = awc::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .finish();
-            let url = format!("{}{path}", self.url);
-            let req = match method {
-                Method::Get => http.get(&url),
-                Method::Post => http.post(&url),
-                Method::Delete => http.delete(&url),
-            }
-            .bearer_auth(&self.token);
-            let sent = match body {
-                Some(b) => req.send_json(&b).await,
-                None => req.send().await,
-            };
-            let mut res = sent.map_err(|e| unreachable(e.to_string()))?;
+        let builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        // Over the socket the URL's host only fills the Host header.
+        let (builder, base) = match &self.endpoint {
+            datadir::AdminEndpoint::Unix(socket) => (builder.unix_socket(socket.as_path()), "http://admin".to_owned()),
+            datadir::AdminEndpoint::Tcp(url) => (builder, url.clone()),
+        };
+        let http = builder.build().map_err(|e| unreachable(e.to_string()))?;
+        let url = format!("{base}{path}");
+        let req = match method {
+            Method::Get => http.get(&url),
+            Method::Post => http.post(&url),
+            Method::Delete => http.delete(&url),
+        }
+        .bearer_auth(&self.token);
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| unreachable(e.to_string()))?;
+        runtime.block_on(async {
+            let res = req.send().await.map_err(|e| unreachable(e.to_string()))?;
             match res.status().as_u16() {
                 404 => Ok(None),
                 204 => serde_json::from_value(serde_json::Value::Null)
                     .map(Some)
                     .map_err(|e| unreachable(e.to_string())),
-                s if (200..300).contains(&s) => res
-                    .json::<T>()
-                    .limit(16 * 1024 * 1024)
-                    .await
-                    .map(Some)
-                    .map_err(|e| unreachable(e.to_string())),
+                s if (200..300).contains(&s) => res.json::<T>().await.map(Some).map_err(|e| unreachable(e.to_string())),
                 _ => {
-                    let body = res.body().await.unwrap_or_default();
-                    Err(format!("the server refused: {}", String::from_utf8_lossy(&body)))
+                    let body = res.text().await.unwrap_or_default();
+                    Err(format!("the server refused: {body}"))
                 }
             }
         })

@@ -1,9 +1,17 @@
 //! Assembles a running server: opens the store, registers configured clients, starts the group
 //! commit and the shards, binds HTTP, and writes the admin file.
+//!
+//! Up to three listeners: the public one (http, or https with `tls_cert`/`tls_key`), the admin
+//! API on its own (the Unix socket `<data_dir>/admin.sock`, mode 0600, or `admin_bind`), and
+//! `/metrics` on `metrics_bind` when set. The admin API is never on the public listener.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::Arc;
 
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::header;
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::actors::ShardRouter;
@@ -33,6 +41,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::AuditError),
     #[error("binding {bind}: {source}")]
     Bind { bind: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Everything but HTTP: the store, the shards over its partitions, the authority and the
@@ -130,30 +140,51 @@ async fn seed(ops: &Operations, settings: &Settings) -> Result<(), StartError> {
     Ok(())
 }
 
-/// A started server. Await (or spawn) `server` to run it; `server.handle()` stops it.
+/// A started server. Await (or spawn) `server`, the public listener, to run it;
+/// `server.handle()` stops it, and `side.stop()` the admin and metrics listeners, which
+/// `start` has already spawned.
 pub struct Running {
     pub addr: SocketAddr,
-    pub server: actix_web::dev::Server,
+    pub server: Server,
     pub store: Store,
+    /// Where the admin API answers, as written to `admin.json` (`unix:/…` or `http://…`).
+    pub admin: String,
+    /// The metrics listener's address, when `metrics_bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    pub side: SideListeners,
 }
+
+/// The admin and metrics listeners, running beside the public one.
+pub struct SideListeners(Vec<ServerHandle>);
+
+impl SideListeners {
+    pub async fn stop(&self, graceful: bool) {
+        for h in &self.0 {
+            h.stop(graceful).await;
+        }
+    }
+}
+
+/// `Strict-Transport-Security` on every https response (RFC 6797): one year.
+const HSTS: &str = "max-age=31536000";
 
 /// Starts Tessera. Must be called inside an actix `System`.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
-    let listener = std::net::TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
-        bind: settings.bind.clone(),
-        source,
-    })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        bind: settings.bind.clone(),
-        source,
-    })?;
+    let tls = settings
+        .listeners
+        .tls
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()?;
+    let (listener, addr) = bind_tcp(&settings.bind)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let issuer: Arc<str> = settings
         .issuer
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}").into());
+        .unwrap_or_else(|| format!("{scheme}://{addr}").into());
     let Engine {
         store,
         key,
@@ -169,12 +200,21 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         session_ttl: settings.session_ttl.as_secs(),
     });
     let limits = http::InputLimits::from_settings(&settings);
+    let metrics_public = settings.listeners.metrics_bind.is_none();
+    let hsts = tls.is_some();
 
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(middleware::from_fn(http::bound_head))
-            .wrap(middleware::from_fn(http::observe))
-            .configure(http::configure(state.clone(), limits))
+    let server = HttpServer::new({
+        let state = state.clone();
+        move || {
+            App::new()
+                .wrap(middleware::from_fn(http::bound_head))
+                .wrap(middleware::from_fn(http::observe))
+                .wrap(middleware::Condition::new(
+                    hsts,
+                    middleware::DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, HSTS)),
+                ))
+                .configure(http::configure(state.clone(), limits, metrics_public))
+        }
     })
     .workers(settings.workers)
     // Slow clients (http::extract has the body's deadline): a head must arrive in time, a
@@ -183,24 +223,123 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     .client_disconnect_timeout(std::time::Duration::from_secs(1))
     .max_connections(settings.max_connections)
     .backlog(2048)
-    .shutdown_timeout(10)
-    .listen(listener)
-    .map_err(|source| StartError::Bind {
+    .shutdown_timeout(10);
+    let bind_err = |source| StartError::Bind {
         bind: settings.bind.clone(),
         source,
-    })?;
+    };
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config).map_err(bind_err)?,
+        None => server.listen(listener).map_err(bind_err)?,
+    };
+
+    let (admin_server, admin) = admin_listener(&settings, state.clone())?;
+    let mut side = vec![admin_server.handle()];
+    actix_web::rt::spawn(admin_server);
+    let metrics_addr = match &settings.listeners.metrics_bind {
+        Some(bind) => {
+            let (metrics_server, metrics_addr) = metrics_listener(bind)?;
+            side.push(metrics_server.handle());
+            actix_web::rt::spawn(metrics_server);
+            tracing::info!(addr = %metrics_addr, "metrics listening");
+            Some(metrics_addr)
+        }
+        None => None,
+    };
 
     datadir::write_admin(
         &settings.data_dir,
         &AdminFile {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
+            admin: admin.clone(),
             token: admin_token,
         },
     )?;
-    tracing::info!(%addr, issuer = %issuer, shards = settings.shards, shard_threads = settings.shard_threads, workers = settings.workers, "tessera listening");
+    tracing::info!(%addr, issuer = %issuer, admin = %admin, shards = settings.shards, shard_threads = settings.shard_threads, workers = settings.workers, "tessera listening");
     Ok(Running {
         addr,
         server: server.run(),
         store,
+        admin,
+        metrics_addr,
+        side: SideListeners(side),
     })
+}
+
+fn bind_tcp(bind: &str) -> Result<(std::net::TcpListener, SocketAddr), StartError> {
+    let err = |source| StartError::Bind {
+        bind: bind.to_owned(),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(bind).map_err(err)?;
+    let addr = listener.local_addr().map_err(err)?;
+    Ok((listener, addr))
+}
+
+/// The admin API's own server (one worker): on `admin_bind` over TCP, or else on the Unix socket
+/// `<data_dir>/admin.sock` with mode 0600. Returns it (not yet spawned) and where it answers.
+/// Either way each request still needs the bearer credential of `admin.json`.
+fn admin_listener(settings: &Settings, state: web::Data<AppState>) -> Result<(Server, String), StartError> {
+    let limits = http::InputLimits::from_settings(settings);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(http::observe))
+            .configure(http::configure_admin(state.clone(), limits))
+    })
+    .workers(1)
+    .shutdown_timeout(5);
+    if let Some(bind) = &settings.listeners.admin_bind {
+        let (listener, addr) = bind_tcp(bind)?;
+        let err = |source| StartError::Bind {
+            bind: bind.clone(),
+            source,
+        };
+        return Ok((server.listen(listener).map_err(err)?.run(), format!("http://{addr}")));
+    }
+    let path = datadir::admin_socket_path(&settings.data_dir);
+    let listener = bind_private_socket(&path)?;
+    let err = |source| StartError::Bind {
+        bind: path.display().to_string(),
+        source,
+    };
+    let shown = std::fs::canonicalize(&path).map_err(err)?;
+    let server = server.listen_uds(listener).map_err(err)?.run();
+    Ok((server, format!("{}{}", datadir::UNIX_PREFIX, shown.display())))
+}
+
+/// Binds the Unix socket at `path` and makes it mode 0600. A socket left there is stale: this
+/// process holds sled's lock on the data directory, so no live server can be using it. The
+/// directory is mode 0700, so nobody else can connect between the bind and the chmod.
+fn bind_private_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, StartError> {
+    let err = |source| StartError::Bind {
+        bind: path.display().to_string(),
+        source,
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed a stale admin socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+/// `/metrics` on its own server (one worker) at `bind`; the public listener then answers 404.
+fn metrics_listener(bind: &str) -> Result<(Server, SocketAddr), StartError> {
+    let (listener, addr) = bind_tcp(bind)?;
+    let server = HttpServer::new(|| {
+        App::new()
+            .wrap(middleware::from_fn(http::observe))
+            .configure(http::configure_metrics_only)
+    })
+    .workers(1)
+    .shutdown_timeout(5)
+    .listen(listener)
+    .map_err(|source| StartError::Bind {
+        bind: bind.to_owned(),
+        source,
+    })?
+    .run();
+    Ok((server, addr))
 }

@@ -13,20 +13,7 @@ use serde_json::{json, Value};
 
 /// A call to the admin API with the credential from the admin file.
 async fn admin(s: &TestServer, method: &str, path: &str, body: Option<Value>) -> Reply {
-    let admin = tessera::datadir::read_admin(&s.dir.path().join("data")).unwrap();
-    let url = format!("{}{path}", admin.url);
-    let req = match method {
-        "GET" => client().get(url),
-        "POST" => client().post(url),
-        "DELETE" => client().delete(url),
-        other => panic!("method {other}"),
-    }
-    .bearer_auth(&admin.token);
-    let res = match body {
-        Some(b) => req.send_json(&b).await,
-        None => req.send().await,
-    };
-    Reply::read(res.unwrap()).await
+    s.admin_call(method, path, body.as_ref()).await
 }
 
 /// A full sign-in of `user` at demo-client with offline access: (access token, refresh token).

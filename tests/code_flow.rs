@@ -283,6 +283,8 @@ async fn authorization_errors_show_a_page_or_redirect_with_state() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}");
         assert!(r.header("location").is_none());
         assert!(r.header("content-type").unwrap().starts_with("text/html"));
+        let csp = r.header("content-security-policy").unwrap();
+        assert!(csp.ends_with("; form-action 'self'"), "{query}: {csp}");
     }
     // Everything else goes back to the client with state.
     let plain = challenge(VERIFIER);
@@ -302,9 +304,9 @@ async fn authorization_errors_show_a_page_or_redirect_with_state() {
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{extra:?}: {}", r.text);
         let q = query_of(r.header("location").unwrap());
         assert_eq!(
-            (q["error"].as_str(), q["state"].as_str()),
-            (error, "st-123"),
-            "{extra:?}"
+            (q["error"].as_str(), q["state"].as_str(), q.get("iss")),
+            (error, "st-123", Some(&s.base)),
+            "{extra:?}: error redirects carry iss too (RFC 9207 §2)"
         );
     }
     s.stop().await;
@@ -321,10 +323,14 @@ async fn denying_consent_redirects_with_access_denied() {
         .submit(&login, &[("username", "alice"), ("password", "wonderland-42")])
         .await;
     let consent = b.get(signed_in.header("location").unwrap()).await;
+    // The consent form's 303 goes to the client, so its CSP lets forms lead there, and no further.
+    let csp = consent.header("content-security-policy").unwrap();
+    assert!(csp.ends_with("; form-action 'self' http://127.0.0.1:3001"), "{csp}");
     let denied = b.submit(&consent, &[("decision", "deny")]).await;
     assert_eq!(denied.status, StatusCode::SEE_OTHER);
     let q = query_of(denied.header("location").unwrap());
     assert_eq!((q["error"].as_str(), q["state"].as_str()), ("access_denied", "st-123"));
+    assert_eq!(q.get("iss"), Some(&s.base));
     assert!(!q.contains_key("code"));
     s.stop().await;
 }

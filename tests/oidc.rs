@@ -109,17 +109,13 @@ async fn rotated_keys_stay_published_while_their_tokens_live() {
         .to_owned();
     assert_eq!(jwt_part(&old, 0)["kid"], keys[0]["kid"]);
 
-    let admin = tessera::datadir::read_admin(&s.dir.path().join("data")).unwrap();
-    let mut res = client()
-        .post(s.url("/admin/keys/rotate"))
-        .bearer_auth(&admin.token)
-        .send_json(&json!({"alg": "ES256"}))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let new_kid = res.json::<Value>().await.unwrap()["kid"].clone();
-    let unauthorised = client().post(s.url("/admin/keys/rotate")).send().await.unwrap();
-    assert_eq!(unauthorised.status(), StatusCode::UNAUTHORIZED);
+    let res = s
+        .admin_call("POST", "/admin/keys/rotate", Some(&json!({"alg": "ES256"})))
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let new_kid = res.json["kid"].clone();
+    let unauthorised = common::admin_request(&s.admin, "POST", "/admin/keys/rotate", None, None).await;
+    assert_eq!(unauthorised.status, StatusCode::UNAUTHORIZED);
 
     let jwks = s.get("/oauth/jwks").await.json;
     let kids: Vec<&Value> = jwks["keys"].as_array().unwrap().iter().map(|k| &k["kid"]).collect();
@@ -183,6 +179,84 @@ async fn logout_ends_the_session_and_returns_only_to_registered_uris() {
     let plain = b.get("/oauth/logout").await;
     assert_eq!(plain.status, StatusCode::OK);
     assert!(plain.text.contains("signed out"));
+    s.stop().await;
+}
+
+/// Without a valid hint that names the signed-in user, sign-out asks first (RP-Initiated Logout
+/// §3): a link alone cannot end someone's session.
+#[actix_rt::test]
+async fn logout_without_a_hint_for_the_signed_in_user_asks_first() {
+    let s = TestServer::start("").await;
+    let mut alice = Browser::new(&s);
+    let alice_token = tokens(&s, &mut alice, "openid").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let back = "post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A3001%2F&state=s2";
+
+    // No hint: a confirmation page; the session is still there.
+    let asked = alice.get(&format!("/oauth/logout?client_id=demo-client&{back}")).await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.text);
+    assert!(asked.text.contains("Sign out?"), "{}", asked.text);
+    assert!(asked.text.contains("demo-client"));
+    let csp = asked.header("content-security-policy").unwrap();
+    assert!(csp.ends_with("form-action 'self' http://127.0.0.1:3001"), "{csp}");
+    assert!(alice.cookies.contains_key("tessera_session"));
+
+    // The form needs its CSRF token.
+    let forged = alice
+        .post(
+            "/oauth/logout",
+            &[
+                ("csrf", "forged"),
+                ("client_id", "demo-client"),
+                ("post_logout_redirect_uri", "http://127.0.0.1:3001/"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(alice.cookies.contains_key("tessera_session"));
+    // The return address is checked again on the post.
+    let mut fields = common::browser::hidden_inputs(&asked.text);
+    for (name, value) in &mut fields {
+        if name == "post_logout_redirect_uri" {
+            *value = "https://evil.example/".into();
+        }
+    }
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let evil = alice.post("/oauth/logout", &pairs).await;
+    assert_eq!(evil.status, StatusCode::BAD_REQUEST);
+    assert!(alice.cookies.contains_key("tessera_session"));
+
+    let confirmed = alice.submit(&asked, &[]).await;
+    assert_eq!(confirmed.status, StatusCode::SEE_OTHER, "{}", confirmed.text);
+    assert_eq!(confirmed.header("location"), Some("http://127.0.0.1:3001/?state=s2"));
+    assert!(!alice.cookies.contains_key("tessera_session"), "the session ended");
+
+    // A valid hint for another user: asked too, and the session stays.
+    let created = s
+        .admin_call(
+            "POST",
+            "/admin/users",
+            Some(&json!({"username": "bob", "password": "builder-of-things-7"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let mut bob = Browser::new(&s);
+    bob.approve_as(&authorize_query("openid", &[]), "bob", "builder-of-things-7")
+        .await;
+    let other = bob
+        .get(&format!("/oauth/logout?id_token_hint={alice_token}&{back}"))
+        .await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text);
+    assert!(other.text.contains("Sign out?") && other.text.contains("bob"));
+    assert!(bob.cookies.contains_key("tessera_session"));
+
+    // No session at all: nothing to confirm, straight back.
+    let mut nobody = Browser::new(&s);
+    let direct = nobody.get(&format!("/oauth/logout?client_id=demo-client&{back}")).await;
+    assert_eq!(direct.status, StatusCode::SEE_OTHER);
+    assert_eq!(direct.header("location"), Some("http://127.0.0.1:3001/?state=s2"));
     s.stop().await;
 }
 

@@ -5,7 +5,9 @@ mod common;
 use std::process::Command;
 
 use awc::http::StatusCode;
-use common::{client, Reply, ServerProcess, TestServer};
+use std::os::unix::fs::PermissionsExt;
+
+use common::{admin_request, client, Reply, ServerProcess, TestServer};
 
 #[actix_rt::test]
 async fn health_and_readiness() {
@@ -89,26 +91,37 @@ async fn shards_serve_alike_on_a_shared_thread_and_on_their_own() {
 #[actix_rt::test]
 async fn admin_api_requires_the_credential_from_the_admin_file() {
     let s = TestServer::start("").await;
-    let r = s.get("/admin/clients").await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let wrong = client()
-        .get(s.url("/admin/clients"))
-        .bearer_auth("tsadm_wrong")
+    let admin = tessera::datadir::read_admin(&s.data_dir()).unwrap();
+    assert_eq!(admin.url, s.base);
+    assert_eq!(admin.admin, s.admin);
+    let socket = s
+        .admin
+        .strip_prefix("unix:")
+        .expect("the admin API is on a Unix socket by default");
+    assert_eq!(
+        std::path::Path::new(socket),
+        s.data_dir().canonicalize().unwrap().join("admin.sock")
+    );
+    let mode = std::fs::metadata(socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only the server's user may connect to the socket");
+
+    // Not on the public listener, not even with the credential.
+    for path in ["/admin/clients", "/admin/users", "/admin/clients/demo-client"] {
+        assert_eq!(s.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let public = client()
+        .post(s.url("/admin/keys/rotate"))
+        .bearer_auth(&admin.token)
         .send()
         .await
         .unwrap();
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let admin = tessera::datadir::read_admin(&s.dir.path().join("data")).unwrap();
-    assert_eq!(admin.url, s.base);
-    let ok = Reply::read(
-        client()
-            .get(s.url("/admin/clients"))
-            .bearer_auth(&admin.token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+
+    let none = admin_request(&s.admin, "GET", "/admin/clients", None, None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    let wrong = admin_request(&s.admin, "GET", "/admin/clients", Some("tsadm_wrong"), None).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let ok = s.admin_call("GET", "/admin/clients", None).await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(ok.json.as_array().unwrap().len(), 3);
     assert!(
@@ -116,17 +129,52 @@ async fn admin_api_requires_the_credential_from_the_admin_file() {
         "no secret or digest in the listing: {}",
         ok.text
     );
-    let bad = Reply::read(
-        client()
-            .post(s.url("/admin/clients"))
-            .bearer_auth(&admin.token)
-            .send_json(&serde_json::json!({"client_id": "x y", "client_secret": "long-enough"}))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let body = serde_json::json!({"client_id": "x y", "client_secret": "long-enough"});
+    let bad = s.admin_call("POST", "/admin/clients", Some(&body)).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.json["error"], "invalid_request");
+    assert_eq!(
+        s.admin_call("GET", "/oauth/token", None).await.status,
+        StatusCode::NOT_FOUND,
+        "the admin listener serves the admin API only"
+    );
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn admin_bind_serves_the_admin_api_over_tcp_with_the_credential() {
+    let s = TestServer::start("admin_bind = \"127.0.0.1:0\"").await;
+    assert!(s.admin.starts_with("http://127.0.0.1:"), "{}", s.admin);
+    assert_ne!(s.admin, s.base);
+    assert!(
+        !s.data_dir().join("admin.sock").exists(),
+        "no socket when admin_bind is set"
+    );
+    let none = admin_request(&s.admin, "GET", "/admin/users", None, None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    let users = s.admin_call("GET", "/admin/users", None).await;
+    assert_eq!(users.status, StatusCode::OK);
+    assert_eq!(users.json[0]["username"], "alice");
+    assert_eq!(s.get("/admin/users").await.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn metrics_bind_moves_metrics_off_the_public_listener() {
+    let public = TestServer::start("").await;
+    assert_eq!(public.get("/metrics").await.status, StatusCode::OK, "public by default");
+    assert!(public.metrics.is_none());
+    public.stop().await;
+
+    let s = TestServer::start("metrics_bind = \"127.0.0.1:0\"").await;
+    assert_eq!(s.get("/metrics").await.status, StatusCode::NOT_FOUND);
+    let base = s.metrics.clone().unwrap();
+    s.issue("read").await;
+    let m = Reply::read(client().get(format!("{base}/metrics")).send().await.unwrap()).await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.text.contains("tessera_http_requests_total"), "{}", m.text);
+    let other = client().get(format!("{base}/oauth/jwks")).send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND, "only /metrics there");
     s.stop().await;
 }
 
@@ -137,6 +185,35 @@ fn tessera(config: &std::path::Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+/// With `admin_bind`, the CLI reaches the running server's admin API over TCP.
+#[actix_rt::test]
+async fn the_cli_reaches_a_running_server_on_admin_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tessera.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 1\nid_token_alg = \"ES256\"\n{}",
+            dir.path().join("data"),
+            common::CLIENTS
+        ),
+    )
+    .unwrap();
+    let (_server, base) = common::spawn_tessera(dir.path()).await;
+    let admin = tessera::datadir::read_admin(&dir.path().join("data")).unwrap();
+    assert!(
+        admin.admin.starts_with("http://127.0.0.1:") && admin.admin != base,
+        "{}",
+        admin.admin
+    );
+    let out = tessera(&config, &["client", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(listed.contains("other-client"), "{listed}");
+    let public = client().get(format!("{base}/admin/clients")).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
 }
 
 /// The CLI manages clients directly when no server runs, and through the admin API while one

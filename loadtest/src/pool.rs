@@ -4,8 +4,9 @@
 //!
 //! Everything here goes through Tessera's public HTTP surface, so the campaigns run against any
 //! running Tessera: the token endpoint issues the pool, the revocation endpoint revokes a share,
-//! and the admin API (credential from `<data_dir>/admin.json`) registers the resource servers
-//! and creates the accounts.
+//! and the admin API (its address and credential from `<data_dir>/admin.json`: the Unix socket
+//! in the data directory, or `admin_bind`) registers the resource servers and creates the
+//! accounts.
 
 use std::time::{Duration, Instant};
 
@@ -151,7 +152,7 @@ impl Pool {
             .pool_max_idle_per_host(SETUP_CONCURRENCY)
             .build()
             .map_err(|e| e.to_string())?;
-        let resource_servers = register_resource_servers(&http, settings).await?;
+        let resource_servers = register_resource_servers(settings).await?;
 
         let started = Instant::now();
         let issuer = &settings.issuer_client;
@@ -207,23 +208,53 @@ impl Pool {
 
 #[derive(Deserialize)]
 struct AdminFile {
-    url: String,
+    /// `unix:<socket path>` or `http://host:port`.
+    admin: String,
     token: String,
+}
+
+/// The running server's admin API: a client that reaches it, and the base URL to put in front
+/// of `/admin/...` (over the socket the host only fills the Host header).
+struct AdminApi {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl AdminApi {
+    fn new(file: AdminFile) -> Result<Self, String> {
+        let builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        let (builder, base) = match file.admin.strip_prefix("unix:") {
+            Some(socket) => (builder.unix_socket(socket), "http://admin".to_owned()),
+            None => (builder, file.admin.trim_end_matches('/').to_owned()),
+        };
+        Ok(AdminApi {
+            http: builder.build().map_err(|e| e.to_string())?,
+            base,
+            token: file.token,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
 }
 
 /// The running server's admin URL and credential, from `<data_dir>/admin.json`; or, when it
 /// cannot be read (another machine, another data dir), where it was looked for.
-fn read_admin(settings: &Settings) -> Result<AdminFile, String> {
+fn read_admin(settings: &Settings) -> Result<AdminApi, String> {
     let path = std::path::Path::new(&settings.data_dir).join("admin.json");
     match std::fs::read_to_string(&path).map(|s| serde_json::from_str(&s)) {
-        Ok(Ok(admin)) => Ok(admin),
+        Ok(Ok(admin)) => AdminApi::new(admin).map_err(|e| format!("{}: {e}", path.display())),
         _ => Err(path.display().to_string()),
     }
 }
 
 /// Registers `loadtest-rs-N` clients through the admin API, or falls back to the one configured
 /// resource server when the admin file cannot be read (another machine, another data dir).
-async fn register_resource_servers(http: &reqwest::Client, settings: &Settings) -> Result<Vec<Client>, String> {
+async fn register_resource_servers(settings: &Settings) -> Result<Vec<Client>, String> {
     let admin = match read_admin(settings) {
         Ok(admin) => admin,
         Err(path) => {
@@ -250,9 +281,8 @@ async fn register_resource_servers(http: &reqwest::Client, settings: &Settings) 
             "grant_types": [],
             "scopes": [],
         });
-        let res = http
-            .post(format!("{}/admin/clients", admin.url))
-            .bearer_auth(&admin.token)
+        let res = admin
+            .request(reqwest::Method::POST, "/admin/clients")
             .json(&body)
             .send()
             .await
@@ -287,14 +317,10 @@ pub async fn prepare_accounts(settings: &Settings) -> Result<Vec<String>, String
             "the code-flow scenario creates its accounts through the admin API, and there is no admin credential at {path} (set LOADTEST_DATA_DIR)"
         )
     })?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let names: Vec<String> = (1..=settings.users).map(account_name).collect();
     stream::iter(names.iter())
-        .map(|name| create_account(&http, &admin, name))
+        .map(|name| create_account(&admin, name))
         .buffer_unordered(ACCOUNT_CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
@@ -307,10 +333,9 @@ pub async fn prepare_accounts(settings: &Settings) -> Result<Vec<String>, String
     Ok(names)
 }
 
-async fn create_account(http: &reqwest::Client, admin: &AdminFile, username: &str) -> Result<(), String> {
-    let res = http
-        .delete(format!("{}/admin/users/{username}", admin.url))
-        .bearer_auth(&admin.token)
+async fn create_account(admin: &AdminApi, username: &str) -> Result<(), String> {
+    let res = admin
+        .request(reqwest::Method::DELETE, &format!("/admin/users/{username}"))
         .send()
         .await
         .map_err(|e| format!("removing {username}: {e}"))?;
@@ -323,9 +348,8 @@ async fn create_account(http: &reqwest::Client, admin: &AdminFile, username: &st
         "email": null,
         "name": null,
     });
-    let res = http
-        .post(format!("{}/admin/users", admin.url))
-        .bearer_auth(&admin.token)
+    let res = admin
+        .request(reqwest::Method::POST, "/admin/users")
         .json(&body)
         .send()
         .await

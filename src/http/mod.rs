@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod client_addr;
+mod csp;
 pub mod error;
 pub mod extract;
 mod meta;
@@ -100,19 +101,30 @@ mod routes {
     pub const UNMATCHED: usize = LABELS.len() - 1;
 }
 
-/// Registers every route, with the input limits (read by `extract`) and the error mapping of
-/// the extractors.
-pub fn configure(state: web::Data<AppState>, limits: InputLimits) -> impl FnOnce(&mut web::ServiceConfig) {
+/// The input limits (read by `extract`) and the error mapping of the extractors, shared by every
+/// listener.
+fn extractors(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, limits: InputLimits) {
+    let json = web::JsonConfig::default()
+        .limit(limits.max_body_bytes)
+        .error_handler(|e, _| ApiError::from(e).into());
+    let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());
+    cfg.app_data(state).app_data(limits).app_data(json).app_data(path);
+}
+
+fn not_found(cfg: &mut web::ServiceConfig) {
+    cfg.default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
+}
+
+/// Registers the public routes: OAuth, OpenID Connect, pages, health, and `/metrics` when
+/// `metrics_public`. The admin API is never here (`configure_admin`).
+pub fn configure(
+    state: web::Data<AppState>,
+    limits: InputLimits,
+    metrics_public: bool,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let json = web::JsonConfig::default()
-            .limit(limits.max_body_bytes)
-            .error_handler(|e, _| ApiError::from(e).into());
-        let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());
-        cfg.app_data(state)
-            .app_data(limits)
-            .app_data(json)
-            .app_data(path)
-            .service(single_method(routes::TOKEN, web::post().to(oauth::token), "POST"))
+        extractors(cfg, state, limits);
+        cfg.service(single_method(routes::TOKEN, web::post().to(oauth::token), "POST"))
             .service(single_method(
                 routes::INTROSPECT,
                 web::post().to(oauth::introspect),
@@ -122,7 +134,13 @@ pub fn configure(state: web::Data<AppState>, limits: InputLimits) -> impl FnOnce
             .service(single_method(routes::AUTHORIZE, web::get().to(pages::authorize), "GET"))
             .service(single_method(routes::LOGIN, web::post().to(pages::login), "POST"))
             .service(single_method(routes::CONSENT, web::post().to(pages::consent), "POST"))
-            .service(single_method(routes::LOGOUT, web::get().to(pages::logout), "GET"))
+            .service(
+                web::resource(routes::LOGOUT)
+                    .name(routes::LOGOUT)
+                    .route(web::get().to(pages::logout))
+                    .route(web::post().to(pages::confirm_logout))
+                    .default_service(web::to(|| method_not_allowed("GET, POST"))),
+            )
             .service(
                 web::resource(routes::USERINFO)
                     .name(routes::USERINFO)
@@ -138,53 +156,75 @@ pub fn configure(state: web::Data<AppState>, limits: InputLimits) -> impl FnOnce
                 "GET",
             ))
             .service(single_method(routes::HEALTH, web::get().to(meta::health), "GET"))
-            .service(single_method(routes::READY, web::get().to(meta::ready), "GET"))
-            .service(single_method(routes::METRICS, web::get().to(meta::metrics), "GET"))
-            .service(
-                web::resource(routes::ADMIN_CLIENTS)
-                    .name(routes::ADMIN_CLIENTS)
-                    .route(web::get().to(admin::list_clients))
-                    .route(web::post().to(admin::put_client))
-                    .default_service(web::to(|| method_not_allowed("GET, POST"))),
-            )
-            .service(single_method(
-                routes::ADMIN_CLIENT,
-                web::delete().to(admin::remove_client),
-                "DELETE",
-            ))
-            .service(
-                web::resource(routes::ADMIN_USERS)
-                    .name(routes::ADMIN_USERS)
-                    .route(web::get().to(admin::list_users))
-                    .route(web::post().to(admin::put_user))
-                    .default_service(web::to(|| method_not_allowed("GET, POST"))),
-            )
-            .service(single_method(
-                routes::ADMIN_USER,
-                web::delete().to(admin::remove_user),
-                "DELETE",
-            ))
-            .service(single_method(
-                routes::ADMIN_CLIENT_REVOKE,
-                web::post().to(admin::revoke_client),
-                "POST",
-            ))
-            .service(single_method(
-                routes::ADMIN_USER_REVOKE,
-                web::post().to(admin::revoke_user),
-                "POST",
-            ))
-            .service(single_method(
-                routes::ADMIN_USER_EXPORT,
-                web::get().to(admin::export_user),
-                "GET",
-            ))
-            .service(single_method(
-                routes::ADMIN_KEYS_ROTATE,
-                web::post().to(admin::rotate_key),
-                "POST",
-            ))
-            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
+            .service(single_method(routes::READY, web::get().to(meta::ready), "GET"));
+        if metrics_public {
+            configure_metrics(cfg);
+        }
+        not_found(cfg);
+    }
+}
+
+/// `/metrics` alone, for the public listener or the one `metrics_bind` names.
+fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.service(single_method(routes::METRICS, web::get().to(meta::metrics), "GET"));
+}
+
+/// The metrics listener's routes: `/metrics`, and 404 for everything else.
+pub fn configure_metrics_only(cfg: &mut web::ServiceConfig) {
+    configure_metrics(cfg);
+    not_found(cfg);
+}
+
+/// The admin listener's routes (Unix socket or `admin_bind`); each handler checks the bearer
+/// credential of `admin.json`.
+pub fn configure_admin(state: web::Data<AppState>, limits: InputLimits) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        extractors(cfg, state, limits);
+        cfg.service(
+            web::resource(routes::ADMIN_CLIENTS)
+                .name(routes::ADMIN_CLIENTS)
+                .route(web::get().to(admin::list_clients))
+                .route(web::post().to(admin::put_client))
+                .default_service(web::to(|| method_not_allowed("GET, POST"))),
+        )
+        .service(single_method(
+            routes::ADMIN_CLIENT,
+            web::delete().to(admin::remove_client),
+            "DELETE",
+        ))
+        .service(
+            web::resource(routes::ADMIN_USERS)
+                .name(routes::ADMIN_USERS)
+                .route(web::get().to(admin::list_users))
+                .route(web::post().to(admin::put_user))
+                .default_service(web::to(|| method_not_allowed("GET, POST"))),
+        )
+        .service(single_method(
+            routes::ADMIN_USER,
+            web::delete().to(admin::remove_user),
+            "DELETE",
+        ))
+        .service(single_method(
+            routes::ADMIN_CLIENT_REVOKE,
+            web::post().to(admin::revoke_client),
+            "POST",
+        ))
+        .service(single_method(
+            routes::ADMIN_USER_REVOKE,
+            web::post().to(admin::revoke_user),
+            "POST",
+        ))
+        .service(single_method(
+            routes::ADMIN_USER_EXPORT,
+            web::get().to(admin::export_user),
+            "GET",
+        ))
+        .service(single_method(
+            routes::ADMIN_KEYS_ROTATE,
+            web::post().to(admin::rotate_key),
+            "POST",
+        ));
+        not_found(cfg);
     }
 }
 

@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
+use super::csp;
 use super::extract::{Form, InputError};
 use super::session;
 use super::AppState;
@@ -99,10 +100,16 @@ fn secure_headers(res: &mut actix_web::HttpResponseBuilder) {
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        ));
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp::policy()));
+}
+
+/// A page whose form leads on to `target` (a validated redirect URI): its CSP lets the form's
+/// redirect reach that origin (`csp`).
+fn form_leading_to(mut res: HttpResponse, target: &str) -> HttpResponse {
+    if let Ok(v) = header::HeaderValue::from_str(&csp::policy_for_form_to(target)) {
+        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
 }
 
 pub(super) fn message(status: StatusCode, title: &str, message: &str) -> HttpResponse {
@@ -150,14 +157,18 @@ fn see_other(location: &str, cookies: Vec<Cookie<'static>>) -> HttpResponse {
     res.insert_header((header::LOCATION, location)).finish()
 }
 
-fn authorize_error(e: AuthorizeError) -> HttpResponse {
+/// An error page, or the error redirect with `iss` (RFC 9207 §2: on error responses too).
+fn authorize_error(app: &AppState, e: AuthorizeError) -> HttpResponse {
     match e {
         AuthorizeError::Page(why) => message(StatusCode::BAD_REQUEST, "This sign-in link is not valid", why),
         AuthorizeError::Redirect {
             redirect_uri,
             error,
             state,
-        } => see_other(&error_redirect(&redirect_uri, &error, state.as_deref()), vec![]),
+        } => see_other(
+            &error_redirect(&redirect_uri, &error, state.as_deref(), app.authority.issuer()),
+            vec![],
+        ),
     }
 }
 
@@ -186,7 +197,7 @@ fn login_page(
     username: &str,
     error: Option<String>,
 ) -> HttpResponse {
-    let (seed, cookie) = session::csrf_seed(req);
+    let (seed, cookie) = session::csrf_seed(req, state.secure_cookies());
     let html = LoginPage {
         client_id: &request.client_id,
         username,
@@ -195,13 +206,14 @@ fn login_page(
         hidden: hidden_fields(params),
     }
     .render();
-    page(status, html, cookie.into_iter().collect())
+    // Signing in may end in the redirect to the client when no consent is needed.
+    form_leading_to(page(status, html, cookie.into_iter().collect()), &request.redirect_uri)
 }
 
 /// The signed-in user of this browser, if its session cookie is intact and unexpired and the
 /// user still exists with the password the session was opened with.
 fn signed_in(state: &AppState, req: &HttpRequest, now: u64) -> Option<SignedIn> {
-    let user = session::current_user(req, state.authority.key(), now)?;
+    let user = session::current_user(req, state.authority.key(), now, state.secure_cookies())?;
     match state.authority.session_valid(&user) {
         Ok(true) => Some(user),
         Ok(false) => None,
@@ -228,12 +240,12 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     let now = crate::unix_now();
     let request = match validated(&state, &params) {
         Ok(r) => r,
-        Err(e) => return authorize_error(e),
+        Err(e) => return authorize_error(&state, e),
     };
     let user = signed_in(&state, &req, now).filter(|_| request.prompt != Prompt::Login);
     let Some(user) = user else {
         if request.prompt == Prompt::None {
-            return authorize_error(redirect_error(&request, OAuthError::LoginRequired));
+            return authorize_error(&state, redirect_error(&request, OAuthError::LoginRequired));
         }
         return login_page(&state, &req, StatusCode::OK, &params, &request, "", None);
     };
@@ -251,9 +263,9 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         return code_redirect(&state, &request, &user, now).await;
     }
     if request.prompt == Prompt::None {
-        return authorize_error(redirect_error(&request, OAuthError::ConsentRequired));
+        return authorize_error(&state, redirect_error(&request, OAuthError::ConsentRequired));
     }
-    let (seed, cookie) = session::csrf_seed(&req);
+    let (seed, cookie) = session::csrf_seed(&req, state.secure_cookies());
     let html = ConsentPage {
         client_id: &request.client_id,
         username: &user.username,
@@ -262,7 +274,10 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         hidden: hidden_fields(&params),
     }
     .render();
-    page(StatusCode::OK, html, cookie.into_iter().collect())
+    form_leading_to(
+        page(StatusCode::OK, html, cookie.into_iter().collect()),
+        &request.redirect_uri,
+    )
 }
 
 fn redirect_error(request: &AuthorizeRequest, error: OAuthError) -> AuthorizeError {
@@ -335,10 +350,10 @@ fn checked(
     csrf: Option<&str>,
     params: &AuthorizeParams,
 ) -> Result<AuthorizeRequest, Box<HttpResponse>> {
-    if !session::csrf_ok(req, state.authority.key(), csrf) {
+    if !session::csrf_ok(req, state.authority.key(), csrf, state.secure_cookies()) {
         return Err(Box::new(expired_form()));
     }
-    validated(state, params).map_err(|e| Box::new(authorize_error(e)))
+    validated(state, params).map_err(|e| Box::new(authorize_error(state, e)))
 }
 
 /// `POST /oauth/login`.
@@ -492,9 +507,18 @@ pub async fn consent(
             }
             code_redirect(&state, &request, &user, now).await
         }
-        Some("deny") => authorize_error(redirect_error(&request, OAuthError::AccessDenied)),
+        Some("deny") => authorize_error(&state, redirect_error(&request, OAuthError::AccessDenied)),
         _ => bad_form(),
     }
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage<'a> {
+    client_id: Option<&'a str>,
+    username: &'a str,
+    csrf: String,
+    hidden: Vec<(&'static str, String)>,
 }
 
 #[derive(Deserialize)]
@@ -505,43 +529,52 @@ pub struct LogoutParams {
     client_id: Option<String>,
 }
 
-/// `GET /oauth/logout` (OpenID Connect RP-Initiated Logout 1.0 §2). Ends the browser's session.
-/// A `post_logout_redirect_uri` is followed only if it is registered, by exact match, for the
-/// client named by the ID token hint (or by `client_id`, which must then agree with it).
-pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Ok(p) = serde_urlencoded::from_str::<LogoutParams>(req.query_string()) else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Sign-out failed",
-            "The sign-out request is malformed.",
-        );
+/// The confirmation form's fields: the request, resolved to its client, without the hint.
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    csrf: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    client_id: Option<String>,
+}
+
+fn logout_failed(why: &str) -> HttpResponse {
+    message(StatusCode::BAD_REQUEST, "Sign-out failed", why)
+}
+
+/// Where to send the browser after signing out: `None` for nowhere (a page says it is done);
+/// else `(uri, location)`, the registered `post_logout_redirect_uri` and it with `state`. `Err`
+/// when the URI is not registered, by exact match, for `client_id`.
+fn return_address(
+    state: &AppState,
+    client_id: Option<&str>,
+    uri: Option<String>,
+    st: Option<&str>,
+) -> Result<Option<(String, String)>, Box<HttpResponse>> {
+    let Some(uri) = uri else {
+        return Ok(None);
     };
-    let hinted_client = match p.id_token_hint.as_deref() {
-        Some(hint) => match state.authority.verify_id_token(hint) {
-            Some(claims) => claims.get("aud").and_then(|a| a.as_str()).map(str::to_owned),
-            None => {
-                return message(
-                    StatusCode::BAD_REQUEST,
-                    "Sign-out failed",
-                    "The ID token hint was not issued by this server.",
-                )
-            }
-        },
-        None => None,
+    let registered = client_id
+        .and_then(|id| state.authority.clients().get(id))
+        .is_some_and(|c| c.post_logout_redirect_uris.contains(&uri));
+    if !registered {
+        return Err(Box::new(logout_failed(
+            "The address to return to is not registered for this client.",
+        )));
+    }
+    let location = match st {
+        Some(s) => redirect_with(&uri, &[("state", s)]),
+        None => uri.clone(),
     };
-    let client_id = match (hinted_client, p.client_id) {
-        (Some(a), Some(b)) if a != b => {
-            return message(
-                StatusCode::BAD_REQUEST,
-                "Sign-out failed",
-                "The client does not match the ID token hint.",
-            )
-        }
-        (a, b) => a.or(b),
-    };
+    Ok(Some((uri, location)))
+}
+
+/// Ends the session (clears its cookie) and goes to `target`, or says it is done.
+fn signed_out(state: &AppState, target: Option<(String, String)>) -> HttpResponse {
     let cleared = session::cleared_session(state.secure_cookies());
-    let Some(uri) = p.post_logout_redirect_uri else {
-        return page(
+    match target {
+        Some((_, location)) => see_other(&location, vec![cleared]),
+        None => page(
             StatusCode::OK,
             MessagePage {
                 title: "You are signed out",
@@ -549,21 +582,100 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
             }
             .render(),
             vec![cleared],
-        );
-    };
-    let registered = client_id
-        .and_then(|id| state.authority.clients().get(&id))
-        .is_some_and(|c| c.post_logout_redirect_uris.contains(&uri));
-    if !registered {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Sign-out failed",
-            "The address to return to is not registered for this client.",
-        );
+        ),
     }
-    let location = match p.state.as_deref() {
-        Some(s) => redirect_with(&uri, &[("state", s)]),
-        None => uri,
+}
+
+/// `GET /oauth/logout` (OpenID Connect RP-Initiated Logout 1.0 §2). Ends the browser's session.
+/// A `post_logout_redirect_uri` is followed only if it is registered, by exact match, for the
+/// client named by the ID token hint (or by `client_id`, which must then agree with it).
+///
+/// The session ends at once only when a valid `id_token_hint` names its user, or when there is
+/// no session. Otherwise anyone could sign the user out with a link, so the user is asked first
+/// (§3): a page whose form (with a CSRF token) posts to `POST /oauth/logout`.
+pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Ok(p) = serde_urlencoded::from_str::<LogoutParams>(req.query_string()) else {
+        return logout_failed("The sign-out request is malformed.");
     };
-    see_other(&location, vec![cleared])
+    let hint = match p.id_token_hint.as_deref() {
+        Some(hint) => match state.authority.verify_id_token(hint) {
+            Some(claims) => Some(claims),
+            None => return logout_failed("The ID token hint was not issued by this server."),
+        },
+        None => None,
+    };
+    let claim = |name: &str| {
+        hint.as_ref()
+            .and_then(|c| c.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let (hinted_client, hinted_sub) = (claim("aud"), claim("sub"));
+    let client_id = match (hinted_client, p.client_id) {
+        (Some(a), Some(b)) if a != b => return logout_failed("The client does not match the ID token hint."),
+        (a, b) => a.or(b),
+    };
+    let target = match return_address(
+        &state,
+        client_id.as_deref(),
+        p.post_logout_redirect_uri,
+        p.state.as_deref(),
+    ) {
+        Ok(t) => t,
+        Err(answer) => return *answer,
+    };
+    let Some(user) = signed_in(&state, &req, crate::unix_now()) else {
+        return signed_out(&state, target);
+    };
+    if hinted_sub.as_deref() == Some(user.sub.as_str()) {
+        return signed_out(&state, target);
+    }
+    let (seed, cookie) = session::csrf_seed(&req, state.secure_cookies());
+    let mut hidden = Vec::new();
+    if let Some(id) = &client_id {
+        hidden.push(("client_id", id.clone()));
+    }
+    if let Some((uri, _)) = &target {
+        hidden.push(("post_logout_redirect_uri", uri.clone()));
+    }
+    if let Some(s) = p.state {
+        hidden.push(("state", s));
+    }
+    let html = LogoutPage {
+        client_id: client_id.as_deref(),
+        username: &user.username,
+        csrf: session::csrf_token(state.authority.key(), &seed),
+        hidden,
+    }
+    .render();
+    let res = page(StatusCode::OK, html, cookie.into_iter().collect());
+    match &target {
+        Some((uri, _)) => form_leading_to(res, uri),
+        None => res,
+    }
+}
+
+/// `POST /oauth/logout`: the confirmation form. Checks the CSRF token and the return address
+/// again, then ends the session.
+pub async fn confirm_logout(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let Ok(form) = serde_urlencoded::from_bytes::<LogoutForm>(&body) else {
+        return bad_form();
+    };
+    if !session::csrf_ok(
+        &req,
+        state.authority.key(),
+        form.csrf.as_deref(),
+        state.secure_cookies(),
+    ) {
+        return expired_form();
+    }
+    match return_address(
+        &state,
+        form.client_id.as_deref(),
+        form.post_logout_redirect_uri,
+        form.state.as_deref(),
+    ) {
+        Ok(target) => signed_out(&state, target),
+        Err(answer) => *answer,
+    }
 }

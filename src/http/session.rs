@@ -5,8 +5,13 @@
 //! ends and which password it was opened with (a keyed tag of its hash), and the tag is an HMAC
 //! under the server key. Nothing in it is secret, and nothing in it can be changed without the
 //! key. The handlers also ask the authority whether the user still exists with that password,
-//! so a password change or a removal ends every session. It is `HttpOnly` and `SameSite=Lax`, and `Secure` when the
-//! issuer is https. Signing out clears it in the browser.
+//! so a password change or a removal ends every session. It is `HttpOnly` and `SameSite=Lax`.
+//! Signing out clears it in the browser.
+//!
+//! Under https (the issuer is https, whether Tessera terminates TLS or a proxy does) both
+//! cookies are `Secure` and carry the `__Host-` prefix, which makes the browser refuse them
+//! unless they are `Secure`, `Path=/` and without `Domain`: a sibling subdomain or a plain-http
+//! page cannot plant or overwrite them. Under http they keep their plain names.
 //!
 //! CSRF protection is a double submit bound to the key: a random `tessera_csrf` cookie, and in
 //! every form the HMAC of that cookie's value. A cross-site page can make the browser send the
@@ -23,6 +28,24 @@ use crate::crypto::{random_string, tags_match, ServerKey};
 
 pub const SESSION_COOKIE: &str = "tessera_session";
 pub const CSRF_COOKIE: &str = "tessera_csrf";
+pub const SECURE_SESSION_COOKIE: &str = "__Host-tessera_session";
+pub const SECURE_CSRF_COOKIE: &str = "__Host-tessera_csrf";
+
+fn session_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+fn csrf_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_CSRF_COOKIE
+    } else {
+        CSRF_COOKIE
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
@@ -54,18 +77,19 @@ pub fn session_cookie(key: &ServerKey, user: &SignedIn, expires: u64, secure: bo
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).expect("serialising a plain struct"));
     let value = format!("v1.{}.{}", payload, tag(key, &payload));
     let max_age = expires.saturating_sub(user.auth_time).min(i64::MAX as u64) as i64;
-    base_cookie(SESSION_COOKIE, value, secure)
+    base_cookie(session_name(secure), value, secure)
         .max_age(CookieDuration::seconds(max_age))
         .finish()
 }
 
 /// A cookie that removes the session.
 pub fn cleared_session(secure: bool) -> Cookie<'static> {
-    base_cookie(SESSION_COOKIE, String::new(), secure)
+    base_cookie(session_name(secure), String::new(), secure)
         .max_age(CookieDuration::ZERO)
         .finish()
 }
 
+/// `Path=/` and no `Domain`, as the `__Host-` prefix requires.
 fn base_cookie(name: &'static str, value: String, secure: bool) -> actix_web::cookie::CookieBuilder<'static> {
     Cookie::build(name, value)
         .path("/")
@@ -74,9 +98,10 @@ fn base_cookie(name: &'static str, value: String, secure: bool) -> actix_web::co
         .secure(secure)
 }
 
-/// The signed-in user of `req`, if its session cookie is intact and unexpired at `now`.
-pub fn current_user(req: &HttpRequest, key: &ServerKey, now: u64) -> Option<SignedIn> {
-    let cookie = req.cookie(SESSION_COOKIE)?;
+/// The signed-in user of `req`, if its session cookie (of the name `secure` selects) is intact
+/// and unexpired at `now`.
+pub fn current_user(req: &HttpRequest, key: &ServerKey, now: u64, secure: bool) -> Option<SignedIn> {
+    let cookie = req.cookie(session_name(secure))?;
     let rest = cookie.value().strip_prefix("v1.")?;
     let (payload, given) = rest.split_once('.')?;
     if !tags_match(tag(key, payload).as_bytes(), given.as_bytes()) {
@@ -92,12 +117,12 @@ pub fn current_user(req: &HttpRequest, key: &ServerKey, now: u64) -> Option<Sign
 }
 
 /// This request's CSRF cookie value, or a new one (to be set on the response) if it has none.
-pub fn csrf_seed(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
-    match req.cookie(CSRF_COOKIE).filter(|c| c.value().len() >= 16) {
+pub fn csrf_seed(req: &HttpRequest, secure: bool) -> (String, Option<Cookie<'static>>) {
+    match req.cookie(csrf_name(secure)).filter(|c| c.value().len() >= 16) {
         Some(c) => (c.value().to_owned(), None),
         None => {
             let seed = random_string("", 16);
-            let cookie = base_cookie(CSRF_COOKIE, seed.clone(), false).finish();
+            let cookie = base_cookie(csrf_name(secure), seed.clone(), secure).finish();
             (seed, Some(cookie))
         }
     }
@@ -109,8 +134,8 @@ pub fn csrf_token(key: &ServerKey, seed: &str) -> String {
 }
 
 /// Whether `submitted` is the CSRF token for this request's CSRF cookie.
-pub fn csrf_ok(req: &HttpRequest, key: &ServerKey, submitted: Option<&str>) -> bool {
-    match (req.cookie(CSRF_COOKIE), submitted) {
+pub fn csrf_ok(req: &HttpRequest, key: &ServerKey, submitted: Option<&str>, secure: bool) -> bool {
+    match (req.cookie(csrf_name(secure)), submitted) {
         (Some(seed), Some(submitted)) => tags_match(csrf_token(key, seed.value()).as_bytes(), submitted.as_bytes()),
         _ => false,
     }
@@ -139,16 +164,25 @@ mod tests {
         let c = session_cookie(&key(), &alice(), 200, true);
         assert!(c.http_only().unwrap() && c.secure().unwrap());
         assert_eq!(c.same_site(), Some(SameSite::Lax));
+        assert_eq!(c.name(), "__Host-tessera_session");
+        assert_eq!((c.path(), c.domain()), (Some("/"), None), "as __Host- requires");
         let req = TestRequest::default().cookie(c.clone()).to_http_request();
-        let user = current_user(&req, &key(), 150).unwrap();
+        assert!(
+            current_user(&req, &key(), 150, false).is_none(),
+            "only the name of the mode counts"
+        );
+        let user = current_user(&req, &key(), 150, true).unwrap();
         assert_eq!(
             (user.username.as_str(), user.sub.as_str(), user.auth_time),
             ("alice", "s-1", 100)
         );
         assert_eq!(user.epoch, "e-1");
-        assert!(current_user(&req, &key(), 200).is_none(), "expired");
+        assert!(current_user(&req, &key(), 200, true).is_none(), "expired");
         let other_key = ServerKey::from_bytes(&[9; 32]).unwrap();
-        assert!(current_user(&req, &other_key, 150).is_none());
+        assert!(current_user(&req, &other_key, 150, true).is_none());
+        let plain = session_cookie(&key(), &alice(), 200, false);
+        assert_eq!((plain.name(), plain.secure()), ("tessera_session", Some(false)));
+        assert_eq!(cleared_session(true).name(), "__Host-tessera_session");
     }
 
     #[test]
@@ -165,21 +199,29 @@ mod tests {
             let req = TestRequest::default()
                 .cookie(Cookie::new(SESSION_COOKIE, value.clone()))
                 .to_http_request();
-            assert!(current_user(&req, &key(), 150).is_none(), "{value}");
+            assert!(current_user(&req, &key(), 150, false).is_none(), "{value}");
         }
     }
 
     #[test]
     fn csrf_tokens_bind_to_the_cookie() {
-        let fresh = TestRequest::default().to_http_request();
-        let (seed, cookie) = csrf_seed(&fresh);
-        let cookie = cookie.expect("a request without the cookie gets one");
-        let token = csrf_token(&key(), &seed);
-        let req = TestRequest::default().cookie(cookie).to_http_request();
-        assert_eq!(csrf_seed(&req).0, seed, "an existing cookie is kept");
-        assert!(csrf_ok(&req, &key(), Some(&token)));
-        assert!(!csrf_ok(&req, &key(), Some("forged")));
-        assert!(!csrf_ok(&req, &key(), None));
-        assert!(!csrf_ok(&fresh, &key(), Some(&token)), "no cookie, no pass");
+        for secure in [false, true] {
+            let fresh = TestRequest::default().to_http_request();
+            let (seed, cookie) = csrf_seed(&fresh, secure);
+            let cookie = cookie.expect("a request without the cookie gets one");
+            assert_eq!(cookie.secure(), Some(secure));
+            assert_eq!(cookie.name().starts_with("__Host-"), secure);
+            let token = csrf_token(&key(), &seed);
+            let req = TestRequest::default().cookie(cookie).to_http_request();
+            assert_eq!(csrf_seed(&req, secure).0, seed, "an existing cookie is kept");
+            assert!(csrf_ok(&req, &key(), Some(&token), secure));
+            assert!(
+                !csrf_ok(&req, &key(), Some(&token), !secure),
+                "the other mode's cookie does not count"
+            );
+            assert!(!csrf_ok(&req, &key(), Some("forged"), secure));
+            assert!(!csrf_ok(&req, &key(), None, secure));
+            assert!(!csrf_ok(&fresh, &key(), Some(&token), secure), "no cookie, no pass");
+        }
     }
 }

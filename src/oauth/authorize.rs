@@ -179,8 +179,10 @@ pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
     format!("{redirect_uri}{sep}{query}")
 }
 
-/// The redirect for a failed request: `error`, `error_description` and `state`.
-pub fn error_redirect(redirect_uri: &str, error: &OAuthError, state: Option<&str>) -> String {
+/// The redirect for a failed request: `error`, `error_description`, `state` and `iss`, which
+/// RFC 9207 §2 requires on error responses as on successes (discovery advertises
+/// `authorization_response_iss_parameter_supported`).
+pub fn error_redirect(redirect_uri: &str, error: &OAuthError, state: Option<&str>, iss: &str) -> String {
     let mut params = vec![("error", error.code())];
     if let Some(d) = error.description() {
         params.push(("error_description", d));
@@ -188,6 +190,7 @@ pub fn error_redirect(redirect_uri: &str, error: &OAuthError, state: Option<&str
     if let Some(s) = state {
         params.push(("state", s));
     }
+    params.push(("iss", iss));
     redirect_with(redirect_uri, &params)
 }
 
@@ -376,8 +379,13 @@ mod tests {
             "https://app.example/cb2?x=1&code=a+b&state=s%26t"
         );
         assert_eq!(
-            error_redirect("https://app.example/cb", &OAuthError::AccessDenied, Some("xyz")),
-            "https://app.example/cb?error=access_denied&error_description=the+user+denied+the+request&state=xyz"
+            error_redirect(
+                "https://app.example/cb",
+                &OAuthError::AccessDenied,
+                Some("xyz"),
+                "https://as.example"
+            ),
+            "https://app.example/cb?error=access_denied&error_description=the+user+denied+the+request&state=xyz&iss=https%3A%2F%2Fas.example"
         );
     }
 }

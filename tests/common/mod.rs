@@ -85,6 +85,11 @@ pub struct TestServer {
     pub running_store: tessera::store::Store,
     pub handle: actix_web::dev::ServerHandle,
     pub dir: tempfile::TempDir,
+    /// Where the admin API answers (`unix:/…` or `http://…`), as in `admin.json`.
+    pub admin: String,
+    /// The metrics listener's base URL, when `metrics_bind` is set.
+    pub metrics: Option<String>,
+    pub side: tessera::server::SideListeners,
 }
 
 impl TestServer {
@@ -104,7 +109,8 @@ impl TestServer {
         );
         let settings = RawConfig::from_toml(&toml).unwrap().validate().unwrap();
         let running = tessera::server::start(settings).await.unwrap();
-        let base = format!("http://{}", running.addr);
+        let scheme = if extra.contains("tls_cert") { "https" } else { "http" };
+        let base = format!("{scheme}://{}", running.addr);
         let handle = running.server.handle();
         actix_rt::spawn(running.server);
         TestServer {
@@ -112,7 +118,24 @@ impl TestServer {
             running_store: running.store,
             handle,
             dir,
+            admin: running.admin,
+            metrics: running.metrics_addr.map(|a| format!("http://{a}")),
+            side: running.side,
         }
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The admin credential this run wrote to `admin.json`.
+    pub fn admin_token(&self) -> String {
+        tessera::datadir::read_admin(&self.data_dir()).unwrap().token
+    }
+
+    /// A request to the admin API with this run's credential.
+    pub async fn admin_call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        admin_request(&self.admin, method, path, Some(&self.admin_token()), body).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -205,7 +228,28 @@ impl TestServer {
 
     pub async fn stop(self) {
         self.handle.stop(true).await;
+        self.side.stop(true).await;
     }
+}
+
+/// One request to the admin API at `admin` (`unix:/path` or `http://host:port`, as in
+/// `admin.json`), with `token` as the bearer credential if given and `body` as JSON.
+pub async fn admin_request(admin: &str, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(20));
+    let (builder, base) = match admin.strip_prefix("unix:") {
+        Some(socket) => (builder.unix_socket(socket), "http://admin".to_owned()),
+        None => (builder, admin.to_owned()),
+    };
+    let http = builder.build().unwrap();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = http.request(method, format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    Reply::from_reqwest(req.send().await.unwrap()).await
 }
 
 pub fn client() -> awc::Client {
@@ -230,6 +274,28 @@ impl Reply {
         Reply {
             status: res.status(),
             headers: res.headers().clone(),
+            text,
+            json,
+        }
+    }
+
+    /// The same from a reqwest response (the admin socket and https tests use reqwest).
+    pub async fn from_reqwest(res: reqwest::Response) -> Self {
+        let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
+        let mut headers = awc::http::header::HeaderMap::new();
+        for (name, value) in res.headers() {
+            if let (Ok(n), Ok(v)) = (
+                awc::http::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+                awc::http::header::HeaderValue::from_bytes(value.as_bytes()),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        let text = res.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
             text,
             json,
         }
