@@ -187,6 +187,7 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
             App::new()
                 .wrap(middleware::from_fn(http::bound_head))
                 .wrap(middleware::from_fn(http::observe))
+                .wrap(middleware::from_fn(http::request_context))
                 .configure(http::configure(state, limits, true))
         };
         let service = test::init_service(app(state.clone(), http::InputLimits::default())).await;

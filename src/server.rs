@@ -209,6 +209,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             App::new()
                 .wrap(middleware::from_fn(http::bound_head))
                 .wrap(middleware::from_fn(http::observe))
+                .wrap(middleware::from_fn(http::request_context))
                 .wrap(middleware::Condition::new(
                     hsts,
                     middleware::DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, HSTS)),
@@ -284,6 +285,7 @@ fn admin_listener(settings: &Settings, state: web::Data<AppState>) -> Result<(Se
     let server = HttpServer::new(move || {
         App::new()
             .wrap(middleware::from_fn(http::observe))
+            .wrap(middleware::from_fn(http::request_context))
             .configure(http::configure_admin(state.clone(), limits))
     })
     .workers(1)

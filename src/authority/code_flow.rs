@@ -116,7 +116,15 @@ impl Authority {
             Redeem::Redeemed(record) => record,
             Redeem::AlreadyUsed(_) => {
                 tracing::warn!(client_id = %client.client_id, "authorization code replayed; revoking its tokens");
-                self.revoke_family(digest, "code_replay", now).await?;
+                self.inner.audit.emit(self.grant_event(
+                    "code_replay",
+                    "refused",
+                    &client.client_id,
+                    None,
+                    Some(&digest),
+                ));
+                self.revoke_family(&client.client_id, digest, "code_replay", now)
+                    .await?;
                 return Err(invalid_grant(
                     "the code was already used; the tokens issued from it are revoked",
                 ));
@@ -147,6 +155,7 @@ impl Authority {
         };
         let issued = self.issue_user_tokens(&grant, now).await?;
         m::token_issued("authorization_code");
+        self.audit_user_tokens("token_issued", "authorization_code", &grant);
         Ok(issued)
     }
 
@@ -174,7 +183,15 @@ impl Authority {
             Rotation::Rotated(record, durable) => (record, durable),
             Rotation::Reused(family) => {
                 tracing::warn!(client_id = %client.client_id, "refresh token reused; revoking its family");
-                self.revoke_family(family, "refresh_reuse", now).await?;
+                self.inner.audit.emit(self.grant_event(
+                    "refresh_reuse",
+                    "refused",
+                    &client.client_id,
+                    None,
+                    Some(&family),
+                ));
+                self.revoke_family(&client.client_id, family, "refresh_reuse", now)
+                    .await?;
                 return Err(invalid_grant(
                     "the refresh token was already used; the grant is revoked",
                 ));
@@ -205,6 +222,7 @@ impl Authority {
         };
         let issued = self.issue_user_tokens(&grant, now).await?;
         m::token_issued("refresh_token");
+        self.audit_user_tokens("token_refreshed", "refresh_token", &grant);
         Ok(issued)
     }
 
@@ -262,6 +280,12 @@ impl Authority {
             refresh_token,
             id_token,
         })
+    }
+
+    /// The audit event of tokens issued for a user grant: which grant, of which client, for whom.
+    fn audit_user_tokens(&self, event: &'static str, grant_type: &'static str, g: &UserGrant<'_>) {
+        let e = self.grant_event(event, "success", &g.client.client_id, Some(&g.sub), Some(&g.family));
+        self.inner.audit.emit(e.grant_type(grant_type));
     }
 
     fn id_token(&self, g: &UserGrant<'_>, access_token: &str, now: u64) -> Result<String, AuthorityError> {

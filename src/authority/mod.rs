@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::actors::{IssueToken, Revocation, RevokeFamily, RevokeToken, ShardRouter};
-use crate::audit::Audit;
+use crate::audit::{Audit, AuditEvent};
 use crate::crypto::{mint_token, SecretDigest, ServerKey, TokenDigest, TokenKind};
 use crate::limits::{LimitPolicy, Limited, Limits};
 use crate::metrics::{self as m, HotCounters};
@@ -220,8 +220,8 @@ impl Authority {
                 password_checks: Arc::new(tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, |n| n.get()),
                 )),
-                audit: config.audit,
-                limits: Limits::new(config.limits),
+                audit: config.audit.clone(),
+                limits: Limits::new(config.limits, config.audit.clone()),
                 counters: HotCounters::new(),
                 decoy,
                 decoy_password,
@@ -327,6 +327,10 @@ impl Authority {
                 };
                 let access_token = self.issue(TokenKind::Access, record).await?;
                 m::token_issued("client_credentials");
+                self.inner.audit.emit(
+                    self.grant_event("token_issued", "success", &client.client_id, None, None)
+                        .grant_type("client_credentials"),
+                );
                 Ok(IssuedToken {
                     access_token,
                     token_type: "Bearer",
@@ -363,9 +367,39 @@ impl Authority {
         Ok(token)
     }
 
+    /// An audit event about a grant of `client`: the client acts, for the user `sub` when it
+    /// is a user's grant; the grant (token family) is named by its opaque id, never a token.
+    fn grant_event(
+        &self,
+        event: &'static str,
+        outcome: &'static str,
+        client: &str,
+        sub: Option<&str>,
+        family: Option<&TokenDigest>,
+    ) -> AuditEvent {
+        let mut e = AuditEvent::new(event, outcome)
+            .actor(client)
+            .client(client)
+            .target(sub.unwrap_or(client));
+        if let Some(sub) = sub {
+            e = e.subject(sub);
+        }
+        if let Some(family) = family {
+            e = e.grant(self.inner.key.opaque_id("family", family));
+        }
+        e
+    }
+
     /// Revokes every token of `family` on every shard, and keeps refusing new ones until the
-    /// family's last refresh token would have expired. Returns once that is durable.
-    async fn revoke_family(&self, family: TokenDigest, reason: &'static str, now: u64) -> Result<(), AuthorityError> {
+    /// family's last refresh token would have expired. Returns once that is durable. `client`
+    /// is whose request led to it, for the audit log.
+    async fn revoke_family(
+        &self,
+        client: &str,
+        family: TokenDigest,
+        reason: &'static str,
+        now: u64,
+    ) -> Result<(), AuthorityError> {
         let until = self.refresh_exp(now);
         let mut removed = 0;
         for reply in self.inner.shards.broadcast(RevokeFamily { family, until }).await {
@@ -375,6 +409,10 @@ impl Authority {
         }
         m::tokens_revoked(removed);
         m::family_revoked(reason);
+        self.inner.audit.emit(
+            self.grant_event("family_revoked", "success", client, None, Some(&family))
+                .reason(reason),
+        );
         tracing::info!(family = ?family, removed, reason, "revoked a token family");
         Ok(())
     }
@@ -437,10 +475,17 @@ impl Authority {
             Revocation::Revoked(durable, family) => {
                 durable.await?;
                 m::tokens_revoked(1);
+                self.inner.audit.emit(self.grant_event(
+                    "token_revoked",
+                    "success",
+                    &client.client_id,
+                    None,
+                    family.as_ref(),
+                ));
                 // RFC 7009 §2.1: revoking a refresh token also revokes the access tokens of
                 // the same grant.
                 if let Some(family) = family {
-                    self.revoke_family(family, "revocation", now).await?;
+                    self.revoke_family(&client.client_id, family, "revocation", now).await?;
                 }
                 Ok(())
             }

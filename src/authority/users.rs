@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::throttle::Admission;
 use super::{Authority, AuthorityError, SignedIn};
+use crate::audit::AuditEvent;
 use crate::metrics as m;
 use crate::oauth::Scope;
 use crate::store::TokenType;
@@ -66,6 +67,7 @@ impl Authority {
             Admission::Admitted(r) => r,
             Admission::Locked { retry_after } => {
                 m::sign_in("locked");
+                self.audit_sign_in(AuditEvent::new("sign_in_locked", "refused"), username);
                 return Ok(LoginOutcome::Locked { retry_after });
             }
         };
@@ -77,6 +79,7 @@ impl Authority {
         let Ok(Ok(permit)) = tokio::time::timeout(PASSWORD_CHECK_WAIT, permits.acquire_owned()).await else {
             throttle.give_back(reservation);
             m::sign_in("busy");
+            self.audit_sign_in(AuditEvent::new("sign_in_busy", "refused"), username);
             return Ok(LoginOutcome::Busy {
                 retry_after: PASSWORD_CHECK_WAIT.as_secs().max(1),
             });
@@ -94,6 +97,10 @@ impl Authority {
             Some(user) if matches => {
                 throttle.succeeded(reservation);
                 m::sign_in("success");
+                self.audit_sign_in(
+                    AuditEvent::new("sign_in", "success").subject(&*user.sub),
+                    &user.username,
+                );
                 tracing::info!(username = ?user.username, "user signed in");
                 Ok(LoginOutcome::SignedIn(SignedIn {
                     epoch: self.session_epoch(&user.password_hash),
@@ -105,6 +112,7 @@ impl Authority {
             _ => {
                 let delay = throttle.failed(reservation);
                 m::sign_in("failure");
+                self.audit_sign_in(AuditEvent::new("sign_in", "failure"), username);
                 tracing::debug!(username = ?username, "sign-in failed");
                 if delay > Duration::ZERO {
                     tokio::time::sleep(delay).await;
@@ -112,6 +120,12 @@ impl Authority {
                 Ok(LoginOutcome::Failed)
             }
         }
+    }
+
+    /// A sign-in attempt's event: the user acts on their own account. Only the username is
+    /// written, never what was typed as the password.
+    fn audit_sign_in(&self, event: AuditEvent, username: &str) {
+        self.inner.audit.emit(event.actor(username).target(username));
     }
 
     /// A short tag of a user's password hash under the server key. A session carries the tag

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::extract::InputError;
 use crate::authority::AuthorityError;
-use crate::limits::Limited;
+use crate::limits::{Limited, Limits};
 use crate::oauth::OAuthError;
 
 #[derive(Debug)]
@@ -49,10 +49,10 @@ pub enum ApiError {
     RateLimited(Limited),
 }
 
-/// The answer to a request that `endpoint` (a route pattern) refused under a limit: counted in
-/// `tessera_rate_limited_total`, then mapped like every other error.
-pub fn rate_limited(endpoint: &'static str, limited: Limited) -> ApiError {
-    crate::metrics::rate_limited(endpoint, limited.reason);
+/// The answer to a request that `endpoint` (a route pattern) refused under a limit: recorded by
+/// the limits (`tessera_rate_limited_total`, the audit log), then mapped like every other error.
+pub fn rate_limited(limits: &Limits, endpoint: &'static str, limited: Limited) -> ApiError {
+    limits.refused(endpoint, &limited);
     ApiError::RateLimited(limited)
 }
 

@@ -10,6 +10,7 @@ mod meta;
 mod oauth;
 mod oidc;
 mod pages;
+pub mod request_id;
 pub mod session;
 
 use std::sync::OnceLock;
@@ -23,6 +24,7 @@ use actix_web::{web, HttpResponse};
 pub use client_addr::client_address;
 pub use extract::{bound_head, InputLimits};
 pub use oidc::metadata;
+pub use request_id::request_context;
 
 use crate::authority::Authority;
 use crate::crypto::SecretDigest;

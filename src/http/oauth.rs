@@ -58,7 +58,7 @@ fn authenticate(
     let presented = client_auth::presented_client(header, id, secret)?;
     let addr = super::client_address(req, state.authority.limits().trusted_proxies());
     state.authority.authenticate(&presented, addr).map_err(|e| match e {
-        AuthorityError::RateLimited(limited) => rate_limited(endpoint, limited),
+        AuthorityError::RateLimited(limited) => rate_limited(state.authority.limits(), endpoint, limited),
         other => other.into(),
     })
 }

@@ -78,7 +78,7 @@ pub async fn userinfo(
     let limits = state.authority.limits();
     limits
         .check_address(super::client_address(&req, limits.trusted_proxies()))
-        .map_err(|limited| super::error::rate_limited(super::routes::USERINFO, limited))?;
+        .map_err(|limited| super::error::rate_limited(limits, super::routes::USERINFO, limited))?;
     let from_header = match req.headers().get(header::AUTHORIZATION) {
         Some(h) => {
             let value = h.to_str().map_err(|_| ApiError::InvalidToken)?;

@@ -121,7 +121,7 @@ pub(super) fn message(status: StatusCode, title: &str, message: &str) -> HttpRes
 fn address_refusal(state: &AppState, req: &HttpRequest, endpoint: &'static str) -> Option<HttpResponse> {
     let addr = super::client_address(req, state.authority.limits().trusted_proxies());
     let limited = state.authority.limits().check_address(addr).err()?;
-    crate::metrics::rate_limited(endpoint, limited.reason);
+    state.authority.limits().refused(endpoint, &limited);
     let mut res = message(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many requests",

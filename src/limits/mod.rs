@@ -15,6 +15,7 @@
 //! from is decided in [`proxies`]. No HTTP here: a refusal is a [`Limited`] value.
 
 pub mod proxies;
+mod refusals;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
@@ -27,6 +28,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 pub use proxies::TrustedProxies;
+use refusals::Refusals;
 
 /// Most keys one keyed limiter holds.
 pub const MAX_KEYS: usize = 100_000;
@@ -140,6 +142,7 @@ pub struct Limits {
     /// that a changed rate takes effect. Bounded by the clients registered with a limit.
     clients: DashMap<String, (u32, Arc<DefaultDirectRateLimiter>), ahash::RandomState>,
     addresses: Option<Keyed<IpAddr>>,
+    refusals: Refusals,
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {
@@ -147,7 +150,8 @@ fn nonzero(n: u32) -> NonZeroU32 {
 }
 
 impl Limits {
-    pub fn new(policy: LimitPolicy) -> Self {
+    /// Limits under `policy`; refusals are audited to `audit`.
+    pub fn new(policy: LimitPolicy, audit: crate::audit::Audit) -> Self {
         let failures =
             Quota::per_minute(nonzero(policy.auth_failures_per_min)).allow_burst(nonzero(policy.auth_failure_burst));
         let addresses = (policy.address_rate_per_sec > 0).then(|| {
@@ -165,7 +169,14 @@ impl Limits {
             blocked_count: AtomicUsize::new(0),
             clients: DashMap::with_hasher(ahash::RandomState::new()),
             addresses,
+            refusals: Refusals::new(audit),
         }
+    }
+
+    /// Records that `endpoint` (a route pattern) refused a request under `limited`: counted,
+    /// and audited at most once a second per endpoint and reason.
+    pub fn refused(&self, endpoint: &'static str, limited: &Limited) {
+        self.refusals.record(endpoint, limited, crate::unix_now());
     }
 
     pub fn trusted_proxies(&self) -> &TrustedProxies {
@@ -277,7 +288,7 @@ mod tests {
 
     #[test]
     fn failures_block_one_client_at_one_address_only() {
-        let l = Limits::new(policy());
+        let l = Limits::new(policy(), crate::audit::Audit::off());
         let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
         for _ in 0..3 {
             assert_eq!(l.check_auth_allowed(Some("app"), a), Ok(()));
@@ -303,7 +314,7 @@ mod tests {
 
     #[test]
     fn unknown_ids_share_one_key_per_address() {
-        let l = Limits::new(policy());
+        let l = Limits::new(policy(), crate::audit::Audit::off());
         let a = ip("192.0.2.1");
         // Made-up ids are not part of the key: they all count against the address.
         for n in 0..4 {
@@ -316,7 +327,7 @@ mod tests {
 
     #[test]
     fn client_rates_apply_per_client_and_follow_changes() {
-        let l = Limits::new(policy());
+        let l = Limits::new(policy(), crate::audit::Audit::off());
         assert_eq!(l.check_client_rate("quiet", 0), Ok(()));
         assert_eq!(l.check_client_rate("noisy", 2), Ok(()));
         assert_eq!(l.check_client_rate("noisy", 2), Ok(()));
@@ -331,16 +342,19 @@ mod tests {
 
     #[test]
     fn addresses_are_limited_apart_and_zero_turns_it_off() {
-        let l = Limits::new(policy());
+        let l = Limits::new(policy(), crate::audit::Audit::off());
         let (a, b) = (ip("192.0.2.1"), ip("2001:db8::1"));
         assert_eq!(l.check_address(a), Ok(()));
         assert_eq!(l.check_address(a), Ok(()));
         assert_eq!(l.check_address(a).unwrap_err().reason, "address_rate");
         assert_eq!(l.check_address(b), Ok(()));
-        let off = Limits::new(LimitPolicy {
-            address_rate_per_sec: 0,
-            ..policy()
-        });
+        let off = Limits::new(
+            LimitPolicy {
+                address_rate_per_sec: 0,
+                ..policy()
+            },
+            crate::audit::Audit::off(),
+        );
         for _ in 0..100 {
             assert_eq!(off.check_address(a), Ok(()));
         }
@@ -348,11 +362,14 @@ mod tests {
 
     #[test]
     fn keyed_state_stays_bounded() {
-        let l = Limits::new(LimitPolicy {
-            address_rate_per_sec: 1000,
-            address_burst: 1000,
-            ..policy()
-        });
+        let l = Limits::new(
+            LimitPolicy {
+                address_rate_per_sec: 1000,
+                address_burst: 1000,
+                ..policy()
+            },
+            crate::audit::Audit::off(),
+        );
         let limiter = l.addresses.as_ref().unwrap();
         for n in 0..(MAX_KEYS as u32 + 10) {
             let _ = l.check_address(Some(IpAddr::V4(Ipv4Addr::from(n))));
