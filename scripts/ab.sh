@@ -5,7 +5,7 @@
 # p50 and p99 over the rounds, and the server's CPU time per request (from /proc), which is
 # steadier than req/s on a noisy machine.
 #
-#   [TOKENS=100000] [WORKLOAD=introspect|issue] [CONNS=64] \
+#   [TOKENS=100000] [WORKLOAD=introspect|issue] [CONNS=64] [TESSERA_LOG=warn] \
 #     scripts/ab.sh [SECONDS=10] [ROUNDS=6] NAME=BINARY[:key=value,...] NAME=BINARY[:...] ...
 #   scripts/ab.sh 10 6 one=target/release/tessera:shard_threads=1 two=target/release/tessera:shard_threads=2
 #   WORKLOAD=issue scripts/ab.sh 10 4 on=target/release/tessera off=target/release/tessera:commit_delay_us=0
@@ -16,6 +16,8 @@
 # rate_limit_per_sec of the introspecting api-server client, to measure the limiter's cost:
 #   scripts/ab.sh 10 6 none=target/release/tessera \
 #     limited=target/release/tessera:api_rate_limit_per_sec=10000000
+# TESSERA_LOG is the servers' log filter: warn by default, info for a server's own default
+# (its request spans are then on).
 # The pool is seeded with this tree's examples/seed_tokens, so every binary must read this
 # tree's store layout. With WORKLOAD=issue, every round issues client_credentials tokens and
 # each variant's store grows alike; TOKENS=0 starts every variant on an empty store of its own, so builds with different store layouts can be compared. Needs
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
 ROUNDS=${2:-6}
 shift 2 || true
-(($#)) || { sed -n '2,23p' "$0" >&2; exit 2; }
+(($#)) || { sed -n '2,25p' "$0" >&2; exit 2; }
 TOKENS=${TOKENS:-100000}
 WORKLOAD=${WORKLOAD:-introspect}
 CONNS=${CONNS:-64}
@@ -70,7 +72,7 @@ for spec in "$@"; do
     printf '[[clients]]\nclient_id = "demo-client"\nclient_secret = "demo-secret"\n'
     printf 'grant_types = ["client_credentials"]\nscopes = ["read", "write"]\n'
   } > "$work/$name.toml"
-  TESSERA_LOG=warn "$bin" serve --config "$work/$name.toml" 2>"$work/$name.log" &
+  TESSERA_LOG=${TESSERA_LOG:-warn} "$bin" serve --config "$work/$name.toml" 2>"$work/$name.log" &
   pids+=($!); pid[$name]=$!; url[$name]=http://127.0.0.1:$port; tokens[$name]=$pool.tokens; names+=("$name")
   port=$((port + 1))
 done

@@ -35,6 +35,7 @@ pub mod crypto;
 pub mod datadir;
 pub mod http;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod oauth;
 pub mod operations;

@@ -143,7 +143,7 @@ fn parse_refresh_policy(s: &str) -> Result<tessera::vocab::RefreshPolicy, String
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    tessera::logging::init();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -163,21 +163,6 @@ fn main() -> ExitCode {
             eprintln!("tessera: {message}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Logs go to stderr, filtered by `TESSERA_LOG` (default `info`), as text, or as one JSON object
-/// per line with `TESSERA_LOG_FORMAT=json`.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use awc::http::StatusCode;
 use common::browser::{self, Browser};
 use common::{client, Reply, TestServer};
@@ -240,12 +238,7 @@ async fn config_owned_entries_are_refused_and_an_export_holds_no_credential() {
 }
 
 fn tessera(config: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
+    common::cli::run(config, args, None)
 }
 
 /// On a stopped server the CLI goes through the same operations: a config-owned user is refused

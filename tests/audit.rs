@@ -25,6 +25,7 @@ fn log_lines() -> &'static Arc<Mutex<Vec<u8>>> {
             .with_ansi(false)
             .with_env_filter("info")
             .with_writer(move || Sink(Arc::clone(&sink)))
+            .map_event_format(tessera::logging::WithRequestId::text)
             .init();
         buf
     })
@@ -355,12 +356,12 @@ async fn a_scripted_walk_leaves_every_event_and_no_credential() {
         .lines()
         .find(|l| l.contains("authorization code replayed"))
         .expect("the replay is logged");
-    assert!(replay_line.contains("walk-replay-1"), "{replay_line}");
+    assert!(replay_line.ends_with("request_id=walk-replay-1"), "{replay_line}");
     let family_line = logged
         .lines()
         .find(|l| l.contains("revoked a token family") && l.contains("code_replay"))
         .expect("the revocation is logged");
-    assert!(family_line.contains("walk-replay-1"), "{family_line}");
+    assert!(family_line.ends_with("request_id=walk-replay-1"), "{family_line}");
 }
 
 #[actix_rt::test]

@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use awc::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::browser::{authorize_query, query_of, Browser, REDIRECT, VERIFIER};
+use common::cli::ok;
 use common::{client, Reply, TestServer};
 use serde_json::{json, Value};
 
@@ -296,39 +294,8 @@ async fn prompt_login_asks_for_the_password_again() {
     s.stop().await;
 }
 
-/// Runs the `tessera` command on the blocking pool, so the in-process server keeps answering
-/// its admin API meanwhile.
 async fn tessera(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let config = config.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let stdin = stdin.map(str::to_owned);
-    actix_rt::task::spawn_blocking(move || run(&config, &args, stdin.as_deref()))
-        .await
-        .unwrap()
-}
-
-fn run(config: &std::path::Path, args: &[String], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
+    common::cli::run_beside(config, args, stdin).await
 }
 
 #[actix_rt::test]

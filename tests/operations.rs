@@ -179,12 +179,7 @@ async fn metrics_bind_moves_metrics_off_the_public_listener() {
 }
 
 fn tessera(config: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
+    common::cli::run(config, args, None)
 }
 
 /// With `admin_bind`, the CLI reaches the running server's admin API over TCP.

@@ -389,6 +389,22 @@ pub async fn login(
     }
     let now = crate::unix_now();
     let addr = super::client_address(&req, state.authority.limits().trusted_proxies());
+    // The login page again, with why, and when to retry if the answer is 429.
+    let refuse = |status, error: &str, retry_after: Option<u64>| {
+        let mut res = login_page(
+            &state,
+            &req,
+            status,
+            &form.params,
+            &request,
+            username,
+            Some(error.to_owned()),
+        );
+        if let Some(v) = retry_after.and_then(|s| header::HeaderValue::from_str(&s.to_string()).ok()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    };
     match state.authority.sign_in(username, password, addr, now).await {
         Ok(LoginOutcome::SignedIn(user)) => {
             let cookie = session::session_cookie(
@@ -405,54 +421,18 @@ pub async fn login(
             let query = serde_urlencoded::to_string(&params).expect("string fields always encode");
             see_other(&format!("/oauth/authorize?{query}"), vec![cookie])
         }
-        Ok(LoginOutcome::Failed) => {
-            let error = Some("The username or password is incorrect.".to_owned());
-            login_page(
-                &state,
-                &req,
-                StatusCode::UNAUTHORIZED,
-                &form.params,
-                &request,
-                username,
-                error,
-            )
-        }
+        Ok(LoginOutcome::Failed) => refuse(StatusCode::UNAUTHORIZED, "The username or password is incorrect.", None),
         Ok(LoginOutcome::Locked { retry_after }) => {
             let minutes = retry_after.div_ceil(60).max(1);
-            let error = Some(format!(
-                "Too many failed sign-ins. Try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
-            ));
-            let mut res = login_page(
-                &state,
-                &req,
-                StatusCode::TOO_MANY_REQUESTS,
-                &form.params,
-                &request,
-                username,
-                error,
-            );
-            if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            res
+            let plural = if minutes == 1 { "" } else { "s" };
+            let error = format!("Too many failed sign-ins. Try again in {minutes} minute{plural}.");
+            refuse(StatusCode::TOO_MANY_REQUESTS, &error, Some(retry_after))
         }
-        Ok(LoginOutcome::Busy { retry_after }) => {
-            let error = Some("Too many sign-ins at the moment. Try again in a few seconds.".to_owned());
-            let mut res = login_page(
-                &state,
-                &req,
-                StatusCode::TOO_MANY_REQUESTS,
-                &form.params,
-                &request,
-                username,
-                error,
-            );
-            if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            res
-        }
+        Ok(LoginOutcome::Busy { retry_after }) => refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-ins at the moment. Try again in a few seconds.",
+            Some(retry_after),
+        ),
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed on the server side");
             internal_error()

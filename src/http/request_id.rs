@@ -2,9 +2,9 @@
 //!
 //! Every request gets an id: the `X-Request-Id` a trusted proxy sent (`trusted_proxies`), or one
 //! made here, which is unique within this process and across restarts (a random prefix per
-//! process and a counter). The id is echoed in the response's `X-Request-Id`, is the `id` of a
-//! `request` tracing span around the request, so every log line written while serving it names
-//! it, and is with the client address in the [`RequestContext`] that audit events read.
+//! process and a counter). The id is echoed in the response's `X-Request-Id`, and is with the
+//! client address in the [`RequestContext`] the request is served in, which audit events and
+//! every log line written while serving it read (`crate::logging`).
 //!
 //! Guarantees: an id from anyone but a trusted proxy is never believed, and a believed one is
 //! short printable ASCII (at most [`MAX_LEN`] bytes of a safe set), so it can neither forge a
@@ -17,7 +17,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web;
-use tracing::Instrument;
 
 use super::AppState;
 use crate::audit::RequestContext;
@@ -72,12 +71,11 @@ pub async fn request_context<B: MessageBody>(
     let id = request_id(&req, trusted);
     let client_addr = super::client_address(req.request(), trusted);
     let header = HeaderValue::from_str(&id).ok();
-    let span = tracing::info_span!("request", id = %id);
     let ctx = RequestContext {
         request_id: Arc::from(id),
         client_addr,
     };
-    let mut res = ctx.scope(next.call(req)).instrument(span).await?;
+    let mut res = ctx.scope(next.call(req)).await?;
     if let Some(header) = header {
         res.headers_mut().insert(X_REQUEST_ID, header);
     }
