@@ -185,9 +185,7 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
         });
         let app = |state: web::Data<AppState>, limits| {
             App::new()
-                .wrap(middleware::from_fn(http::bound_head))
-                .wrap(middleware::from_fn(http::observe))
-                .wrap(middleware::from_fn(http::request_context))
+                .wrap(middleware::from_fn(http::edge))
                 .configure(http::configure(state, limits, true))
         };
         let service = test::init_service(app(state.clone(), http::InputLimits::default())).await;

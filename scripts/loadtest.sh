@@ -8,7 +8,8 @@
 # code-flow: each iteration is one full sign-in of a fresh browser session (authorize, login,
 # consent when asked, code exchange with PKCE, one refresh); each user signs in as its own
 # account loadtest-user-N, so USERS should not exceed LOADTEST_USERS. Logins per second are the
-# rate of its "token: code" requests.
+# rate of its "token: code" requests. All its users come from one address, far over the default
+# per-address limit of authorize and login: start Tessera with TESSERA_ADDRESS_RATE_PER_SEC=0.
 #
 # api: the pool's tokens as bearer tokens against the demo API at LOADTEST_API
 # (http://127.0.0.1:5000): 60% /api/protected, 30% /api/user/profile, 10% /api/data; a live

@@ -174,6 +174,7 @@ impl Operations {
         // is issued to it while its tokens go.
         let revoked = self.authority.revoke_client_tokens(client_id, now).await?;
         self.authority.users().forget_client(client_id)?;
+        self.authority.limits().forget_client(client_id);
         self.audit(
             AuditEvent::new("client_removed", "success")
                 .actor(door.as_str())

@@ -207,9 +207,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         let state = state.clone();
         move || {
             App::new()
-                .wrap(middleware::from_fn(http::bound_head))
-                .wrap(middleware::from_fn(http::observe))
-                .wrap(middleware::from_fn(http::request_context))
+                .wrap(middleware::from_fn(http::edge))
                 .wrap(middleware::Condition::new(
                     hsts,
                     middleware::DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, HSTS)),
@@ -284,8 +282,7 @@ fn admin_listener(settings: &Settings, state: web::Data<AppState>) -> Result<(Se
     let limits = http::InputLimits::from_settings(settings);
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(middleware::from_fn(http::observe))
-            .wrap(middleware::from_fn(http::request_context))
+            .wrap(middleware::from_fn(http::edge))
             .configure(http::configure_admin(state.clone(), limits))
     })
     .workers(1)
@@ -332,7 +329,7 @@ fn metrics_listener(bind: &str) -> Result<(Server, SocketAddr), StartError> {
     let (listener, addr) = bind_tcp(bind)?;
     let server = HttpServer::new(|| {
         App::new()
-            .wrap(middleware::from_fn(http::observe))
+            .wrap(middleware::from_fn(http::edge))
             .configure(http::configure_metrics_only)
     })
     .workers(1)

@@ -6,7 +6,7 @@
 //!   within `body_timeout` of the first read (a trickling client is answered 408, not waited
 //!   on), as `application/x-www-form-urlencoded` when it is not empty, parsed by
 //!   `oauth::form` (bounded parameters, no repeats);
-//! - [`bound_head`] refuses, before routing, a query string over `max_query_bytes` (414) and a
+//! - [`head_refusal`] refuses, before routing, a query string over `max_query_bytes` (414) and a
 //!   head with more than [`MAX_HEADER_COUNT`] headers or [`MAX_HEADER_BYTES`] bytes of them
 //!   (431). actix-http refuses on its own a head over 128 KiB or with more than 96 headers
 //!   (431), and `client_request_timeout` bounds the time a head may take (src/server.rs);
@@ -17,8 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest};
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{FromRequest, HttpRequest, ResponseError};
@@ -216,6 +215,11 @@ async fn read_body(mut payload: Payload, declared: Option<usize>, limits: &Input
             (None, None) => Bytes::new(),
         })
     };
+    // A body that came with its head (nearly every form) is read without arming a timer.
+    let mut read = std::pin::pin!(read);
+    if let Some(body) = futures_util::FutureExt::now_or_never(read.as_mut()) {
+        return body;
+    }
     actix_rt::time::timeout(limits.body_timeout, read)
         .await
         .map_err(|_| InputError::BodyTimeout)?
@@ -242,20 +246,14 @@ pub fn check_head(req: &HttpRequest, limits: &InputLimits) -> Result<(), InputEr
     Ok(())
 }
 
-/// Middleware body: [`check_head`] before routing; a refusal is a page on the browser
-/// endpoints and OAuth JSON elsewhere.
-pub async fn bound_head<B: MessageBody>(
-    req: ServiceRequest,
-    next: actix_web::middleware::Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+/// The answer to a request whose head [`check_head`] refuses: a page on the browser endpoints,
+/// OAuth JSON elsewhere. `None` for a head within the bounds.
+pub fn head_refusal(req: &ServiceRequest) -> Option<actix_web::HttpResponse> {
     let limits = req.app_data::<InputLimits>().copied().unwrap_or_default();
-    if let Err(e) = check_head(req.request(), &limits) {
-        let res = if is_browser_path(req.path()) {
-            super::pages::input_error(&e)
-        } else {
-            e.error_response()
-        };
-        return Ok(req.into_response(res).map_into_right_body());
-    }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    let e = check_head(req.request(), &limits).err()?;
+    Some(if is_browser_path(req.path()) {
+        super::pages::input_error(&e)
+    } else {
+        e.error_response()
+    })
 }

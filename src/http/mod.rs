@@ -16,15 +16,14 @@ pub mod session;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 pub use client_addr::client_address;
-pub use extract::{bound_head, InputLimits};
+pub use extract::InputLimits;
 pub use oidc::metadata;
-pub use request_id::request_context;
 
 use crate::authority::Authority;
 use crate::crypto::SecretDigest;
@@ -244,24 +243,39 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
         .json(serde_json::json!({"error": "method_not_allowed"}))
 }
 
-/// Middleware body: counts each request by route pattern and status, and times it. The route
-/// label is the matched pattern (never the raw path), so label cardinality stays bounded.
-pub async fn observe<B: MessageBody>(
+/// The one middleware every listener wraps its routes in, outermost (below HSTS): it gives the
+/// request its id and address and serves it inside that context (`request_id`), refuses a head
+/// over the bounds before routing (`extract::head_refusal`), counts the request by route pattern
+/// and status and times it, and echoes the id. One layer rather than three: each `from_fn`
+/// layer costs a boxed future and a service call per request, on the introspection path too.
+/// The route label is the matched pattern (never the raw path), so label cardinality stays
+/// bounded.
+pub async fn edge<B: MessageBody>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
-) -> Result<ServiceResponse<B>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     static METRICS: OnceLock<HttpMetrics> = OnceLock::new();
     let started = Instant::now();
-    let res = next.call(req).await?;
-    let route = res
-        .request()
-        .match_name()
-        .and_then(|name| routes::LABELS.iter().position(|r| *r == name))
-        .unwrap_or(routes::UNMATCHED);
-    let status = res.status().as_u16();
-    METRICS
-        .get_or_init(|| HttpMetrics::new(routes::LABELS))
-        .observe(route, status, started.elapsed());
-    tracing::debug!(method = %res.request().method(), path = res.request().path(), status, "request");
-    Ok(res)
+    let (ctx, id) = request_id::context_of(&req);
+    ctx.scope(async move {
+        let mut res = match extract::head_refusal(&req) {
+            Some(refused) => req.into_response(refused).map_into_right_body(),
+            None => next.call(req).await?.map_into_left_body(),
+        };
+        let route = res
+            .request()
+            .match_name()
+            .and_then(|name| routes::LABELS.iter().position(|r| *r == name))
+            .unwrap_or(routes::UNMATCHED);
+        let status = res.status().as_u16();
+        METRICS
+            .get_or_init(|| HttpMetrics::new(routes::LABELS))
+            .observe(route, status, started.elapsed());
+        tracing::debug!(method = %res.request().method(), path = res.request().path(), status, "request");
+        if let Some(id) = id {
+            res.headers_mut().insert(request_id::X_REQUEST_ID, id);
+        }
+        Ok(res)
+    })
+    .await
 }

@@ -13,8 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web;
 
@@ -57,29 +56,20 @@ fn request_id(req: &ServiceRequest, trusted: &TrustedProxies) -> String {
     fresh()
 }
 
-/// Middleware body: gives the request its id and address, serves it inside them, and echoes
-/// the id. Listeners without the shared state (the metrics listener) trust no proxy.
-pub async fn request_context<B: MessageBody>(
-    req: ServiceRequest,
-    next: actix_web::middleware::Next<B>,
-) -> Result<ServiceResponse<B>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+/// The context a request is served in (its id and client address), and the id as the
+/// response's `X-Request-Id`. Listeners without the shared state (the metrics listener) trust
+/// no proxy.
+pub fn context_of(req: &ServiceRequest) -> (RequestContext, Option<HeaderValue>) {
     let no_proxies = TrustedProxies::default();
-    let trusted = state
-        .as_ref()
-        .map_or(&no_proxies, |s| s.authority.limits().trusted_proxies());
-    let id = request_id(&req, trusted);
-    let client_addr = super::client_address(req.request(), trusted);
+    let state = req.app_data::<web::Data<AppState>>();
+    let trusted = state.map_or(&no_proxies, |s| s.authority.limits().trusted_proxies());
+    let id = request_id(req, trusted);
     let header = HeaderValue::from_str(&id).ok();
     let ctx = RequestContext {
         request_id: Arc::from(id),
-        client_addr,
+        client_addr: super::client_address(req.request(), trusted),
     };
-    let mut res = ctx.scope(next.call(req)).await?;
-    if let Some(header) = header {
-        res.headers_mut().insert(X_REQUEST_ID, header);
-    }
-    Ok(res)
+    (ctx, header)
 }
 
 #[cfg(test)]

@@ -256,6 +256,12 @@ impl Limits {
         })
     }
 
+    /// Drops the rate limiter of a removed client, so that the map stays bounded by the clients
+    /// registered, and a client id registered again starts with a full allowance.
+    pub fn forget_client(&self, client_id: &str) {
+        self.clients.remove(client_id);
+    }
+
     /// A request to a browser-facing endpoint from `addr`.
     pub fn check_address(&self, addr: Option<IpAddr>) -> Result<(), Limited> {
         let (Some(limiter), Some(addr)) = (&self.addresses, addr) else {
@@ -284,6 +290,16 @@ mod tests {
             address_burst: 2,
             trusted_proxies: TrustedProxies::default(),
         }
+    }
+
+    #[test]
+    fn a_forgotten_client_starts_again_with_a_full_allowance() {
+        let l = Limits::new(policy(), crate::audit::Audit::off());
+        assert_eq!(l.check_client_rate("app", 1), Ok(()));
+        assert!(l.check_client_rate("app", 1).is_err(), "one a second");
+        l.forget_client("app");
+        assert!(l.clients.is_empty());
+        assert_eq!(l.check_client_rate("app", 1), Ok(()));
     }
 
     #[test]
