@@ -37,15 +37,16 @@ pub const IDLE: std::time::Duration = std::time::Duration::from_millis(10);
 pub enum AuditTarget {
     File(PathBuf),
     Stdout,
-    /// Nowhere (benches, and tests that do not read it).
+    /// Nowhere (`audit_log = "off"`: for measuring what the log costs, and for benches).
     Off,
 }
 
 impl AuditTarget {
-    /// `-` is standard output; anything else a file path.
+    /// `-` is standard output, `off` nowhere; anything else a file path.
     pub fn parse(value: &str) -> Self {
         match value {
             "-" => AuditTarget::Stdout,
+            "off" => AuditTarget::Off,
             path => AuditTarget::File(path.into()),
         }
     }
@@ -332,6 +333,7 @@ mod tests {
     #[test]
     fn the_targets_parse() {
         assert_eq!(AuditTarget::parse("-"), AuditTarget::Stdout);
+        assert_eq!(AuditTarget::parse("off"), AuditTarget::Off);
         assert_eq!(AuditTarget::parse("/x/a.log"), AuditTarget::File("/x/a.log".into()));
         Audit::off().emit(AuditEvent::new("nothing", "success"));
     }

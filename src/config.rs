@@ -389,7 +389,7 @@ impl RawConfig {
         let refresh_ttl = self.refresh_token_ttl_secs.unwrap_or(DEFAULT_REFRESH_TOKEN_TTL_SECS);
         let data_dir = self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         let audit_log = match self.audit_log.as_deref() {
-            Some("") => return Err(ConfigError::Invalid("audit_log must be a path or -".into())),
+            Some("") => return Err(ConfigError::Invalid("audit_log must be a path, - or off".into())),
             Some(v) => crate::audit::AuditTarget::parse(v),
             None => crate::audit::AuditTarget::File(data_dir.join("audit.log")),
         };

@@ -10,7 +10,8 @@
 //! - [`authority`]: the OAuth and OpenID Connect operations, over the registries, the shards
 //!   and the signing keys; no HTTP.
 //! - [`limits`]: rate limits and quotas, and which address a request comes from.
-//! - [`http`]: actix-web handlers, the single error-to-response mapping, metrics middleware.
+//! - [`http`]: actix-web handlers, the single error-to-response mapping, the one middleware
+//!   (request context, head bounds, metrics).
 //! - [`admin`]: client and user registration rules shared by the config file, CLI and admin
 //!   API.
 //! - [`operations`]: the one door for changes to clients, users and keys (config seeding, the

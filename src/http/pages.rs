@@ -229,7 +229,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     if let Some(refused) = address_refusal(&state, &req, super::routes::AUTHORIZE) {
         return refused;
     }
-    // The query's length was bounded before routing (`extract::bound_head`).
+    // The query's length was bounded before routing (`extract::head_refusal`, in `http::edge`).
     let Ok(params) = AuthorizeParams::parse_form(req.query_string().as_bytes()) else {
         return message(
             StatusCode::BAD_REQUEST,
