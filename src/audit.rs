@@ -163,10 +163,17 @@ impl AuditEvent {
     }
 }
 
+/// What the writer is sent: an event, or a request to confirm that everything before it is
+/// written ([`Audit::sync`]).
+enum Entry {
+    Event(AuditEvent),
+    Sync(SyncSender<()>),
+}
+
 /// The sending side of the audit log. Cheap to clone.
 #[derive(Clone)]
 pub struct Audit {
-    tx: Option<SyncSender<AuditEvent>>,
+    tx: Option<SyncSender<Entry>>,
     dropped: metrics::Counter,
 }
 
@@ -222,10 +229,19 @@ impl Audit {
                 event.client_addr = ctx.client_addr;
             }
         }
-        match tx.try_send(event) {
+        match tx.try_send(Entry::Event(event)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => self.dropped.increment(1),
         }
+    }
+
+    /// Waits, at most `wait`, until every event emitted before the call is written and flushed;
+    /// whether it was. For the end of a process (a CLI command, the server's stop), whose
+    /// last events would otherwise be lost with the writer thread. Blocks: not for requests.
+    pub fn sync(&self, wait: std::time::Duration) -> bool {
+        let Some(tx) = &self.tx else { return true };
+        let (ack, done) = mpsc::sync_channel(1);
+        tx.send(Entry::Sync(ack)).is_ok() && done.recv_timeout(wait).is_ok()
     }
 }
 
@@ -244,7 +260,7 @@ fn open_append(path: &Path) -> Result<std::fs::File, AuditError> {
 
 /// Writes events as they come and flushes whenever the queue runs empty, then sleeps [`IDLE`]:
 /// under load, a flush covers every event of the pause. Ends, flushed, once every sender is gone.
-fn write_loop(rx: Receiver<AuditEvent>, out: Box<dyn Write + Send>) {
+fn write_loop(rx: Receiver<Entry>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut failed = false;
     let mut report = |what: &str, e: std::io::Error| {
@@ -255,13 +271,19 @@ fn write_loop(rx: Receiver<AuditEvent>, out: Box<dyn Write + Send>) {
     };
     loop {
         match rx.try_recv() {
-            Ok(event) => {
+            Ok(Entry::Event(event)) => {
                 let written = serde_json::to_writer(&mut out, &event)
                     .map_err(std::io::Error::from)
                     .and_then(|_| out.write_all(b"\n"));
                 if let Err(e) = written {
                     report("writing", e);
                 }
+            }
+            Ok(Entry::Sync(ack)) => {
+                if let Err(e) = out.flush() {
+                    report("flushing", e);
+                }
+                let _ = ack.send(());
             }
             Err(TryRecvError::Empty) => {
                 if let Err(e) = out.flush() {
@@ -328,6 +350,20 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn sync_returns_once_the_events_before_it_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let audit = Audit::start(&AuditTarget::File(path.clone())).unwrap();
+        for n in 0..100 {
+            audit.emit(AuditEvent::new("user_created", "success").target(format!("user-{n}")));
+        }
+        assert!(audit.sync(std::time::Duration::from_secs(5)));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 100, "every event before the sync is on disk");
+        assert!(Audit::off().sync(std::time::Duration::ZERO));
     }
 
     #[test]

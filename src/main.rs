@@ -166,6 +166,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long a stopping process waits for the audit log's last lines.
+const AUDIT_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn serve(settings: Settings) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let running = server::start(settings).await.map_err(|e| e.to_string())?;
@@ -173,6 +176,9 @@ fn serve(settings: Settings) -> Result<(), String> {
         running.side.stop(true).await;
         stopped?;
         running.store.db().flush().map_err(|e| format!("final flush: {e}"))?;
+        if !running.audit.sync(AUDIT_SYNC_WAIT) {
+            tracing::error!("the audit log did not confirm its last events");
+        }
         tracing::info!("tessera stopped");
         Ok(())
     })
@@ -201,6 +207,9 @@ where
         };
         let out = op(engine.ops.clone()).await.map_err(|e| e.to_string())?;
         engine.store.db().flush().map_err(|e| format!("final flush: {e}"))?;
+        if !engine.authority.audit().sync(AUDIT_SYNC_WAIT) {
+            eprintln!("tessera: the audit log did not confirm its last events");
+        }
         Ok(Some(out))
     })
 }

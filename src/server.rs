@@ -152,6 +152,8 @@ pub struct Running {
     /// The metrics listener's address, when `metrics_bind` is set.
     pub metrics_addr: Option<SocketAddr>,
     pub side: SideListeners,
+    /// The audit log, to [`Audit::sync`](crate::audit::Audit::sync) once the server stopped.
+    pub audit: crate::audit::Audit,
 }
 
 /// The admin and metrics listeners, running beside the public one.
@@ -192,6 +194,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         ops,
     } = Engine::open(&settings, Arc::clone(&issuer)).await?;
 
+    let audit = authority.audit().clone();
     let admin_token = random_string("tsadm_", 32);
     let state = web::Data::new(AppState {
         authority,
@@ -262,6 +265,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         admin,
         metrics_addr,
         side: SideListeners(side),
+        audit,
     })
 }
 

@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -20,22 +18,9 @@ use common::TestServer;
 use tessera_api::demo_client::{self, DemoClientConfig};
 use tessera_api::ResourceServerConfig;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[actix_rt::test]
 async fn no_token_or_secret_reaches_the_log_at_trace_level() {
-    let captured = Captured::default();
+    let captured = common::CapturedLog::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -83,7 +68,7 @@ async fn no_token_or_secret_reaches_the_log_at_trace_level() {
     .await;
     assert_eq!(orphan.get("/api/protected", Some(&client_token)).await.status, 503);
 
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let log = captured.text();
     assert!(
         log.contains("token introspection failed"),
         "the failure was logged (so the log was captured)"

@@ -6,8 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use awc::http::StatusCode;
@@ -15,32 +14,20 @@ use common::browser::{self, Browser};
 use common::{client, Reply, TestServer};
 use serde_json::{json, Value};
 
-/// Everything the tracing subscriber of this test binary writes.
-fn log_lines() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+/// Everything the tracing subscriber of this test binary writes, with Tessera's line format.
+fn log_lines() -> &'static common::CapturedLog {
+    static LOG: OnceLock<common::CapturedLog> = OnceLock::new();
     LOG.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buf);
+        let log = common::CapturedLog::default();
+        let sink = log.clone();
         tracing_subscriber::fmt()
             .with_ansi(false)
             .with_env_filter("info")
-            .with_writer(move || Sink(Arc::clone(&sink)))
+            .with_writer(move || sink.clone())
             .map_event_format(tessera::logging::WithRequestId::text)
             .init();
-        buf
+        log
     })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A form POST as if through a proxy that names the request `id` and forwards for `from`.
@@ -351,7 +338,7 @@ async fn a_scripted_walk_leaves_every_event_and_no_credential() {
     find(&events, "user_changed", |e| e["target"] == "carol");
 
     // The log lines of the replayed request name it.
-    let logged = String::from_utf8(log_lines().lock().unwrap().clone()).unwrap();
+    let logged = log_lines().text();
     let replay_line = logged
         .lines()
         .find(|l| l.contains("authorization code replayed"))
