@@ -164,7 +164,9 @@ impl AuditEvent {
 }
 
 /// What the writer is sent: an event, or a request to confirm that everything before it is
-/// written ([`Audit::sync`]).
+/// written ([`Audit::sync`]). Events travel unboxed: a `Sync` is sent once per process, and
+/// boxing the event would cost an allocation on the request path for every one.
+#[allow(clippy::large_enum_variant)]
 enum Entry {
     Event(AuditEvent),
     Sync(SyncSender<()>),
