@@ -73,6 +73,12 @@ impl RequestContext {
     pub fn current() -> Option<RequestContext> {
         REQUEST.try_with(Clone::clone).ok()
     }
+
+    /// The client address of the request being served on this task: `None` outside a request,
+    /// `Some(None)` for a request whose peer is unknown. Copies no id.
+    pub fn current_addr() -> Option<Option<IpAddr>> {
+        REQUEST.try_with(|c| c.client_addr).ok()
+    }
 }
 
 /// One security event. Built with [`AuditEvent::new`] and the setters, sent with

@@ -7,10 +7,17 @@ use std::net::IpAddr;
 use actix_web::http::header::{HeaderName, X_FORWARDED_FOR};
 use actix_web::HttpRequest;
 
+use crate::audit::RequestContext;
 use crate::limits::TrustedProxies;
 
-/// The address `req` comes from, as `trusted` resolves it.
+/// The address `req` comes from, as `trusted` resolves it. Inside `http::edge` that was done
+/// once for the request, and its [`RequestContext`] answers without reading the headers again.
 pub fn client_address(req: &HttpRequest, trusted: &TrustedProxies) -> Option<IpAddr> {
+    RequestContext::current_addr().unwrap_or_else(|| resolve(req, trusted))
+}
+
+/// Resolves the address `req` comes from: its peer, or what a trusted proxy forwarded for.
+pub fn resolve(req: &HttpRequest, trusted: &TrustedProxies) -> Option<IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
     if trusted.is_empty() {
         return peer;

@@ -67,7 +67,7 @@ pub fn context_of(req: &ServiceRequest) -> (RequestContext, Option<HeaderValue>)
     let header = HeaderValue::from_str(&id).ok();
     let ctx = RequestContext {
         request_id: Arc::from(id),
-        client_addr: super::client_address(req.request(), trusted),
+        client_addr: super::client_addr::resolve(req.request(), trusted),
     };
     (ctx, header)
 }

@@ -39,7 +39,7 @@ impl Refusals {
         }
     }
 
-    /// Whether a refusal at `now` would be audited (for tests of the sampling).
+    /// The last second a refusal of `endpoint` for `reason` was audited (for tests).
     #[cfg(test)]
     fn audited_at(&self, endpoint: &'static str, reason: &'static str) -> Option<u64> {
         self.last.lock().unwrap().get(&(endpoint, reason)).copied()
