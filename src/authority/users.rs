@@ -31,6 +31,17 @@ pub enum LoginOutcome {
     },
 }
 
+/// How a sign-in attempt ended, for its metric and audit event.
+#[derive(Clone, Copy)]
+enum Attempt {
+    Success,
+    /// The password was checked and wrong.
+    Failure,
+    Locked,
+    /// No password check was free in time.
+    Busy,
+}
+
 /// How long a sign-in waits for a password check to be free before it is answered `Busy`.
 /// Waiters are served in order and cost no CPU. With one check per core and argon2id at
 /// 20–40 ms, two seconds cover a queue of about a hundred sign-ins on two cores: the 64 users
@@ -66,8 +77,7 @@ impl Authority {
         let reservation = match throttle.reserve(username, addr, now) {
             Admission::Admitted(r) => r,
             Admission::Locked { retry_after } => {
-                m::sign_in("locked");
-                self.audit_sign_in(AuditEvent::new("sign_in_locked", "refused"), username);
+                self.record_sign_in(Attempt::Locked, username, None);
                 return Ok(LoginOutcome::Locked { retry_after });
             }
         };
@@ -78,8 +88,7 @@ impl Authority {
         let permits = Arc::clone(&self.inner.password_checks);
         let Ok(Ok(permit)) = tokio::time::timeout(PASSWORD_CHECK_WAIT, permits.acquire_owned()).await else {
             throttle.give_back(reservation);
-            m::sign_in("busy");
-            self.audit_sign_in(AuditEvent::new("sign_in_busy", "refused"), username);
+            self.record_sign_in(Attempt::Busy, username, None);
             return Ok(LoginOutcome::Busy {
                 retry_after: PASSWORD_CHECK_WAIT.as_secs().max(1),
             });
@@ -96,11 +105,7 @@ impl Authority {
         match user {
             Some(user) if matches => {
                 throttle.succeeded(reservation);
-                m::sign_in("success");
-                self.audit_sign_in(
-                    AuditEvent::new("sign_in", "success").subject(&*user.sub),
-                    &user.username,
-                );
+                self.record_sign_in(Attempt::Success, &user.username, Some(&user.sub));
                 tracing::info!(username = ?user.username, "user signed in");
                 Ok(LoginOutcome::SignedIn(SignedIn {
                     epoch: self.session_epoch(&user.password_hash),
@@ -111,8 +116,7 @@ impl Authority {
             }
             _ => {
                 let delay = throttle.failed(reservation);
-                m::sign_in("failure");
-                self.audit_sign_in(AuditEvent::new("sign_in", "failure"), username);
+                self.record_sign_in(Attempt::Failure, username, None);
                 tracing::debug!(username = ?username, "sign-in failed");
                 if delay > Duration::ZERO {
                     tokio::time::sleep(delay).await;
@@ -122,10 +126,22 @@ impl Authority {
         }
     }
 
-    /// A sign-in attempt's event: the user acts on their own account. Only the username is
-    /// written, never what was typed as the password.
-    fn audit_sign_in(&self, event: AuditEvent, username: &str) {
-        self.inner.audit.emit(event.actor(username).target(username));
+    /// Counts a sign-in attempt (`tessera_sign_ins_total{result}`) and writes its audit
+    /// event, in which the user acts on their own account. Only the username is written, never
+    /// what was typed as the password.
+    fn record_sign_in(&self, attempt: Attempt, username: &str, sub: Option<&str>) {
+        let (result, event) = match attempt {
+            Attempt::Success => ("success", AuditEvent::new("sign_in", "success")),
+            Attempt::Failure => ("failure", AuditEvent::new("sign_in", "failure")),
+            Attempt::Locked => ("locked", AuditEvent::new("sign_in_locked", "refused")),
+            Attempt::Busy => ("busy", AuditEvent::new("sign_in_busy", "refused")),
+        };
+        m::sign_in(result);
+        let event = event.actor(username).target(username);
+        self.inner.audit.emit(match sub {
+            Some(sub) => event.subject(sub),
+            None => event,
+        });
     }
 
     /// A short tag of a user's password hash under the server key. A session carries the tag
