@@ -177,11 +177,13 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
         let router = ShardRouter::start(partitions, 1, Arc::clone(&commit), Duration::from_secs(3600));
         let authority = authority(f, &router);
         let ops = tessera::operations::Operations::new(authority.clone(), Default::default(), None);
+        let feed = tessera::feed::Feed::new(authority.clone(), Arc::clone(f.store.changes()), Duration::from_secs(1));
         let state = web::Data::new(AppState {
             authority,
             ops,
             admin_digest: f.key.admin_digest("unused"),
             session_ttl: 3600,
+            feed,
         });
         let app = |state: web::Data<AppState>, limits| {
             App::new()

@@ -77,6 +77,15 @@ pub struct RawConfig {
     pub request_timeout_ms: Option<u64>,
     /// Open connections per HTTP worker; past it, new connections wait in the backlog.
     pub max_connections: Option<usize>,
+    /// The revocation feed's heartbeat on an idle stream, in ms.
+    pub feed_heartbeat_ms: Option<u64>,
+    /// Most revocations the change log keeps; past it the oldest go, even unexpired, and a
+    /// subscriber behind them is told to start afresh.
+    pub feed_log_max_events: Option<u64>,
+    /// The cache hints of an active introspection answer, in seconds: how long a resource
+    /// server may keep it without the feed, and with the feed connected (never past `exp`).
+    pub introspection_cache_secs: Option<u64>,
+    pub introspection_cache_with_feed_secs: Option<u64>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
     #[serde(default)]
@@ -251,6 +260,18 @@ impl RawConfig {
         if let Some(v) = num(&env, "TESSERA_MAX_CONNECTIONS")? {
             self.max_connections = Some(v);
         }
+        if let Some(v) = num(&env, "TESSERA_FEED_HEARTBEAT_MS")? {
+            self.feed_heartbeat_ms = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_FEED_LOG_MAX_EVENTS")? {
+            self.feed_log_max_events = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_INTROSPECTION_CACHE_SECS")? {
+            self.introspection_cache_secs = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_INTROSPECTION_CACHE_WITH_FEED_SECS")? {
+            self.introspection_cache_with_feed_secs = Some(v);
+        }
         self.apply_listener_env(&env);
         Ok(())
     }
@@ -293,6 +314,7 @@ impl RawConfig {
         let listeners = self.listeners()?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let limits = self.limits()?;
+        let feed = self.feed()?;
         let bind = self.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
         let issuer = self.issuer.map(|i| i.trim_end_matches('/').to_owned());
         if let Some(issuer) = &issuer {
@@ -421,6 +443,32 @@ impl RawConfig {
             clients,
             limits,
             listeners,
+            feed,
+        })
+    }
+
+    /// The revocation feed's settings, defaults filled.
+    fn feed(&self) -> Result<FeedSettings, ConfigError> {
+        let heartbeat_ms = self.feed_heartbeat_ms.unwrap_or(DEFAULT_FEED_HEARTBEAT_MS);
+        if !(10..=60_000).contains(&heartbeat_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "feed_heartbeat_ms must be between 10 and 60000, got {heartbeat_ms}"
+            )));
+        }
+        let log_max_events = self.feed_log_max_events.unwrap_or(crate::store::DEFAULT_LOG_CAPACITY);
+        if log_max_events == 0 {
+            return Err(ConfigError::Invalid("feed_log_max_events must be positive".into()));
+        }
+        let hint = crate::authority::CacheHint {
+            without_feed: self.introspection_cache_secs.unwrap_or(DEFAULT_INTROSPECTION_CACHE_SECS),
+            with_feed: self
+                .introspection_cache_with_feed_secs
+                .unwrap_or(DEFAULT_INTROSPECTION_CACHE_WITH_FEED_SECS),
+        };
+        Ok(FeedSettings {
+            heartbeat: Duration::from_millis(heartbeat_ms),
+            log_max_events,
+            cache_hint: hint,
         })
     }
 
@@ -501,6 +549,20 @@ impl InputBounds {
     }
 }
 
+pub const DEFAULT_FEED_HEARTBEAT_MS: u64 = 1000;
+/// What a resource server without the feed caches today (tessera-api's `--cache-ttl-ms`).
+pub const DEFAULT_INTROSPECTION_CACHE_SECS: u64 = 5;
+/// What a subscriber may keep: revocations reach it through the feed.
+pub const DEFAULT_INTROSPECTION_CACHE_WITH_FEED_SECS: u64 = 300;
+
+/// The revocation feed and the cache hints of introspection.
+#[derive(Clone, Debug)]
+pub struct FeedSettings {
+    pub heartbeat: Duration,
+    pub log_max_events: u64,
+    pub cache_hint: crate::authority::CacheHint,
+}
+
 /// Validated settings.
 #[derive(Clone)]
 pub struct Settings {
@@ -540,6 +602,7 @@ pub struct Settings {
     /// Rate limits, quotas and trusted proxies.
     pub limits: crate::limits::LimitPolicy,
     pub listeners: Listeners,
+    pub feed: FeedSettings,
 }
 
 /// Where the admin API and the metrics are served, and the public listener's TLS files.

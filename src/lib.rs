@@ -9,6 +9,8 @@
 //! - [`actors`]: the `TokenShard` actors, each owning one partition, and the router to them.
 //! - [`authority`]: the OAuth and OpenID Connect operations, over the registries, the shards
 //!   and the signing keys; no HTTP.
+//! - [`feed`]: the revocation feed: the change log as signed Security Event Tokens, filtered
+//!   by each resource server's audience; no HTTP.
 //! - [`limits`]: rate limits and quotas, and which address a request comes from.
 //! - [`http`]: actix-web handlers, the single error-to-response mapping, the one middleware
 //!   (request context, head bounds, metrics).
@@ -21,6 +23,8 @@
 //! - [`audit`]: the audit log (one JSON object per security event), written off the request
 //!   path.
 //! - [`datadir`]: the files beside the database (server key, admin credential).
+//! - [`metrics`]: every metric name, and the Prometheus recorder.
+//! - [`logging`]: the tracing subscriber, whose lines end with their request's id.
 //! - [`vocab`]: grant types and refresh policies, the words `oauth` and `store` share.
 //! - [`server`]: assembles all of the above into a running server.
 //! - [`tls`]: the rustls configuration for https on the public listener.
@@ -34,6 +38,7 @@ pub mod authority;
 pub mod config;
 pub mod crypto;
 pub mod datadir;
+pub mod feed;
 pub mod http;
 pub mod limits;
 pub mod logging;

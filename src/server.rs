@@ -20,6 +20,7 @@ use crate::authority::{Authority, AuthorityConfig};
 use crate::config::Settings;
 use crate::crypto::random_string;
 use crate::datadir::{self, AdminFile};
+use crate::feed::Feed;
 use crate::http::{self, AppState};
 use crate::operations::{ConfigOwned, Door, Operations};
 use crate::signing::{KeyStoreError, SigningKeys};
@@ -53,6 +54,7 @@ pub struct Engine {
     pub key: crate::crypto::ServerKey,
     pub authority: Authority,
     pub ops: Operations,
+    pub feed: Feed,
 }
 
 impl Engine {
@@ -74,6 +76,7 @@ impl Engine {
         let partitions = store
             .partitions(settings.shards, crate::unix_now())
             .map_err(store_err)?;
+        store.changes().set_capacity(settings.feed.log_max_events);
         let commit = Arc::new(GroupCommit::start(store.db().clone(), settings.commit_delay));
         let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
         let authority = Authority::new(
@@ -90,8 +93,11 @@ impl Engine {
                 throttle: settings.throttle,
                 audit: crate::audit::Audit::start(&settings.audit_log)?,
                 limits: settings.limits.clone(),
+                cache_hint: settings.feed.cache_hint,
             },
         );
+        let feed = Feed::new(authority.clone(), Arc::clone(store.changes()), settings.feed.heartbeat);
+        prune_changes(Arc::clone(store.changes()), settings.sweep_interval);
         let owned = ConfigOwned {
             file: settings.config_file.clone(),
             clients: settings.clients.iter().map(|c| c.client_id.clone()).collect(),
@@ -108,8 +114,33 @@ impl Engine {
             key,
             authority,
             ops,
+            feed,
         })
     }
+}
+
+/// Changes pruned per step; between steps the thread serves other tasks.
+const PRUNE_CHUNK: usize = 4096;
+
+/// Prunes the change log of revocations whose tokens have all expired, every `interval`, on
+/// the current arbiter.
+fn prune_changes(changes: Arc<crate::store::ChangeLog>, interval: std::time::Duration) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            loop {
+                match changes.prune(crate::unix_now(), PRUNE_CHUNK) {
+                    Ok(n) if n == PRUNE_CHUNK => tokio::task::yield_now().await,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "pruning the change log failed");
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Applies the config file's clients and users. Unchanged entries are left alone, so a restart
@@ -154,6 +185,9 @@ pub struct Running {
     pub side: SideListeners,
     /// The audit log, to [`Audit::sync`](crate::audit::Audit::sync) once the server stopped.
     pub audit: crate::audit::Audit,
+    /// The revocation feed; [`Feed::close`] ends its streams, which a graceful stop would
+    /// otherwise wait for. SIGTERM and SIGINT close it.
+    pub feed: Feed,
 }
 
 /// The admin and metrics listeners, running beside the public one.
@@ -192,7 +226,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         key,
         authority,
         ops,
+        feed,
     } = Engine::open(&settings, Arc::clone(&issuer)).await?;
+    close_feed_on_signal(feed.clone());
 
     let audit = authority.audit().clone();
     let admin_token = random_string("tsadm_", 32);
@@ -201,6 +237,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         ops,
         admin_digest: key.admin_digest(&admin_token),
         session_ttl: settings.session_ttl.as_secs(),
+        feed: feed.clone(),
     });
     let limits = http::InputLimits::from_settings(&settings);
     let metrics_public = settings.listeners.metrics_bind.is_none();
@@ -266,7 +303,25 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         metrics_addr,
         side: SideListeners(side),
         audit,
+        feed,
     })
+}
+
+/// Ends the feed's streams when the process is asked to stop (actix-web stops the listeners on
+/// the same signals), so that the graceful stop does not wait for subscribers to hang up.
+fn close_feed_on_signal(feed: Feed) {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    actix_web::rt::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::warn!("cannot listen for stop signals; feed streams end at the stop timeout");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        feed.close();
+    });
 }
 
 fn bind_tcp(bind: &str) -> Result<(std::net::TcpListener, SocketAddr), StartError> {

@@ -479,8 +479,14 @@ impl SigningKeys {
     /// If `claims` cannot be serialised as JSON (a map with non-string keys, say): claims are
     /// built by this crate, so that is a bug, not an input error.
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+        self.sign_typed("JWT", claims)
+    }
+
+    /// As [`sign`](Self::sign), with `typ` in the header: `secevent+jwt` for a Security Event
+    /// Token (RFC 8417 §2.3), `token-introspection+jwt` for RFC 9701.
+    pub fn sign_typed<T: Serialize>(&self, typ: &str, claims: &T) -> String {
         let key = &self.active;
-        let header = serde_json::json!({ "alg": key.alg.as_str(), "kid": key.kid, "typ": "JWT" });
+        let header = serde_json::json!({ "alg": key.alg.as_str(), "kid": key.kid, "typ": typ });
         let payload = serde_json::to_vec(claims).expect("claims serialise as JSON");
         let mut jws = String::new();
         URL_SAFE_NO_PAD.encode_string(header.to_string(), &mut jws);

@@ -219,6 +219,7 @@ impl Handler<RotateRefresh> for TokenShard {
 pub struct RevokeFamily {
     pub family: TokenDigest,
     pub until: u64,
+    pub now: u64,
 }
 
 impl Handler<RevokeFamily> for TokenShard {
@@ -226,7 +227,7 @@ impl Handler<RevokeFamily> for TokenShard {
 
     fn handle(&mut self, msg: RevokeFamily, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
-        let removed = self.partition.revoke_family(&msg.family, msg.until)?;
+        let removed = self.partition.revoke_family(&msg.family, msg.until, msg.now)?;
         self.count_live();
         Ok((removed, self.commit.durable()))
     }
@@ -239,6 +240,7 @@ impl Handler<RevokeFamily> for TokenShard {
 pub struct RevokeFamilies {
     pub families: Arc<[TokenDigest]>,
     pub until: u64,
+    pub now: u64,
 }
 
 impl Handler<RevokeFamilies> for TokenShard {
@@ -248,7 +250,7 @@ impl Handler<RevokeFamilies> for TokenShard {
         self.took_message();
         let mut removed = 0;
         for family in msg.families.iter() {
-            removed += self.partition.revoke_family(family, msg.until)?;
+            removed += self.partition.revoke_family(family, msg.until, msg.now)?;
         }
         self.count_live();
         Ok((removed, self.commit.durable()))
@@ -272,6 +274,7 @@ pub enum Holder {
 #[rtype(result = "Result<(MassRevocation, Durable), StoreError>")]
 pub struct RevokeHolder {
     pub holder: Holder,
+    pub now: u64,
 }
 
 impl Handler<RevokeHolder> for TokenShard {
@@ -280,8 +283,8 @@ impl Handler<RevokeHolder> for TokenShard {
     fn handle(&mut self, msg: RevokeHolder, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
         let revoked = match &msg.holder {
-            Holder::Subject(sub) => self.partition.revoke_subject(sub)?,
-            Holder::Client(client_id) => self.partition.revoke_client(client_id)?,
+            Holder::Subject(sub) => self.partition.revoke_subject(sub, msg.now)?,
+            Holder::Client(client_id) => self.partition.revoke_client(client_id, msg.now)?,
         };
         self.count_live();
         Ok((revoked, self.commit.durable()))
@@ -341,12 +344,13 @@ pub enum Revocation {
     NotOwner,
 }
 
-/// Revoke a token on behalf of `client_id`.
+/// Revoke a token on behalf of `client_id` at `now`.
 #[derive(Message)]
 #[rtype(result = "Result<Revocation, StoreError>")]
 pub struct RevokeToken {
     pub digest: TokenDigest,
     pub client_id: String,
+    pub now: u64,
 }
 
 impl Handler<RevokeToken> for TokenShard {
@@ -362,7 +366,7 @@ impl Handler<RevokeToken> for TokenShard {
                     TokenType::Refresh | TokenType::UsedRefresh => record.claims.family,
                     TokenType::Access => None,
                 };
-                self.partition.remove(&msg.digest)?;
+                self.partition.revoke(&msg.digest, msg.now)?;
                 self.count_live();
                 Ok(Revocation::Revoked(self.commit.durable(), family))
             }

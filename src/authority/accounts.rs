@@ -58,7 +58,10 @@ impl Authority {
         for reply in self
             .inner
             .shards
-            .broadcast(RevokeHolder { holder: holder.clone() })
+            .broadcast(RevokeHolder {
+                holder: holder.clone(),
+                now,
+            })
             .await
         {
             let (found, durable) = reply??;
@@ -72,6 +75,7 @@ impl Authority {
             let msg = RevokeFamilies {
                 families: families.into_iter().collect::<Vec<_>>().into(),
                 until: self.refresh_exp(now),
+                now,
             };
             for reply in self.inner.shards.broadcast(msg).await {
                 let (removed, durable) = reply??;
@@ -100,7 +104,7 @@ impl Authority {
                     .or_default()
                     .entry(c.family)
                     .or_insert_with(|| GrantSummary {
-                        grant: c.family.map(|f| self.inner.key.opaque_id("family", &f)),
+                        grant: c.family.map(|f| self.inner.key.opaque_id(super::GRANT_ID, &f)),
                         scope: String::new(),
                         access_tokens: 0,
                         refresh_tokens: 0,

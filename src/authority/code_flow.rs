@@ -307,6 +307,16 @@ impl Authority {
         Ok(keys.sign(&claims))
     }
 
+    /// `claims` signed with the active key, `typ` in the header (a Security Event Token, say).
+    pub fn sign_jwt<T: serde::Serialize>(&self, typ: &str, claims: &T) -> Result<String, AuthorityError> {
+        let keys = self
+            .inner
+            .signing
+            .read()
+            .map_err(|_| AuthorityError::Internal("the signing keys lock is poisoned".into()))?;
+        Ok(keys.sign_typed(typ, claims))
+    }
+
     /// The JWK Set to publish: the active key and retired keys whose ID tokens may still be
     /// valid.
     pub fn jwks(&self, now: u64) -> serde_json::Value {

@@ -77,8 +77,48 @@ impl std::fmt::Debug for IssuedToken {
 #[derive(Debug, PartialEq)]
 pub enum Introspection {
     Inactive,
-    Active { token: TokenRecord, iss: Arc<str> },
+    Active {
+        token: TokenRecord,
+        iss: Arc<str>,
+        /// The token's public name (`ServerKey::opaque_id` of its digest), as the revocation
+        /// feed names it.
+        jti: String,
+        /// The grant's public name, for tokens of a grant.
+        grant_id: Option<String>,
+        /// Seconds a resource server may cache this answer: without the feed, and with it.
+        cache: (u64, u64),
+    },
 }
+
+/// How long resource servers may cache an active introspection answer, in seconds, before
+/// the token's own expiry caps it: without the revocation feed (a revoked token keeps working
+/// there that long), and with it connected (revocations reach the cache through the feed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheHint {
+    pub without_feed: u64,
+    pub with_feed: u64,
+}
+
+impl CacheHint {
+    /// The hints for a token expiring at `exp`, at `now`: never past the expiry.
+    pub fn for_token(self, exp: u64, now: u64) -> (u64, u64) {
+        let left = exp.saturating_sub(now);
+        (self.without_feed.min(left), self.with_feed.min(left))
+    }
+}
+
+impl Default for CacheHint {
+    fn default() -> Self {
+        CacheHint {
+            without_feed: crate::config::DEFAULT_INTROSPECTION_CACHE_SECS,
+            with_feed: crate::config::DEFAULT_INTROSPECTION_CACHE_WITH_FEED_SECS,
+        }
+    }
+}
+
+/// Domains of the public names `ServerKey::opaque_id` gives tokens and grants.
+pub const TOKEN_ID: &str = "jti";
+pub const GRANT_ID: &str = "family";
 
 impl Serialize for Introspection {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -102,10 +142,21 @@ impl Serialize for Introspection {
             username: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             aud: Option<audience::Audience<'a>>,
+            jti: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            grant_id: Option<&'a str>,
+            cache_max_age: u64,
+            cache_max_age_with_feed: u64,
         }
         match self {
             Introspection::Inactive => Inactive { active: false }.serialize(s),
-            Introspection::Active { token, iss } => {
+            Introspection::Active {
+                token,
+                iss,
+                jti,
+                grant_id,
+                cache,
+            } => {
                 let c = &token.claims;
                 Active {
                     active: true,
@@ -124,6 +175,10 @@ impl Serialize for Introspection {
                     sub: c.sub.as_deref(),
                     username: c.username.as_deref(),
                     aud: c.aud.as_deref().map(audience::Audience),
+                    jti,
+                    grant_id: grant_id.as_deref(),
+                    cache_max_age: cache.0,
+                    cache_max_age_with_feed: cache.1,
                 }
                 .serialize(s)
             }
@@ -152,6 +207,7 @@ pub struct AuthorityConfig {
     /// Where security events go.
     pub audit: Audit,
     pub limits: LimitPolicy,
+    pub cache_hint: CacheHint,
 }
 
 impl AuthorityConfig {
@@ -165,6 +221,7 @@ impl AuthorityConfig {
             throttle: ThrottlePolicy::default(),
             audit: Audit::off(),
             limits: LimitPolicy::default(),
+            cache_hint: CacheHint::default(),
         }
     }
 }
@@ -184,6 +241,7 @@ struct Inner {
     password_checks: Arc<tokio::sync::Semaphore>,
     audit: Audit,
     limits: Limits,
+    cache_hint: CacheHint,
     counters: HotCounters,
     /// Compared against when the client id is unknown, so that an unknown client costs the
     /// same time as a wrong secret.
@@ -222,6 +280,7 @@ impl Authority {
                 )),
                 audit: config.audit.clone(),
                 limits: Limits::new(config.limits, config.audit.clone()),
+                cache_hint: config.cache_hint,
                 counters: HotCounters::new(),
                 decoy,
                 decoy_password,
@@ -385,7 +444,7 @@ impl Authority {
             e = e.subject(sub);
         }
         if let Some(family) = family {
-            e = e.grant(self.inner.key.opaque_id("family", family));
+            e = e.grant(self.inner.key.opaque_id(GRANT_ID, family));
         }
         e
     }
@@ -402,7 +461,7 @@ impl Authority {
     ) -> Result<(), AuthorityError> {
         let until = self.refresh_exp(now);
         let mut removed = 0;
-        for reply in self.inner.shards.broadcast(RevokeFamily { family, until }).await {
+        for reply in self.inner.shards.broadcast(RevokeFamily { family, until, now }).await {
             let (n, durable) = reply??;
             durable.await?;
             removed += n;
@@ -442,14 +501,18 @@ impl Authority {
             return Err(OAuthError::InvalidClient.into());
         }
         let found = match self.presented_digest(token) {
-            Some(digest) => self.inner.shards.introspect(digest, now).await?,
+            Some(digest) => self.inner.shards.introspect(digest, now).await?.map(|t| (digest, t)),
             None => None,
         };
-        let found = found.filter(|t| audience::admits(t.claims.aud.as_deref(), caller.resource.as_deref()));
+        let found = found.filter(|(_, t)| audience::admits(t.claims.aud.as_deref(), caller.resource.as_deref()));
         Ok(match found {
-            Some(token) => {
+            Some((digest, token)) => {
                 self.inner.counters.introspect_active.increment(1);
+                let key = &self.inner.key;
                 Introspection::Active {
+                    jti: key.opaque_id(TOKEN_ID, &digest),
+                    grant_id: token.claims.family.as_ref().map(|f| key.opaque_id(GRANT_ID, f)),
+                    cache: self.inner.cache_hint.for_token(token.exp, now),
                     token,
                     iss: Arc::clone(&self.inner.issuer),
                 }
@@ -470,6 +533,7 @@ impl Authority {
         let msg = RevokeToken {
             digest,
             client_id: client.client_id.clone(),
+            now,
         };
         match self.inner.shards.send(&digest, msg).await?? {
             Revocation::Revoked(durable, family) => {

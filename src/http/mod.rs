@@ -6,6 +6,7 @@ pub mod client_addr;
 mod csp;
 pub mod error;
 pub mod extract;
+mod feed;
 mod meta;
 mod oauth;
 mod oidc;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub admin_digest: SecretDigest,
     /// Seconds a sign-in lasts in the browser.
     pub session_ttl: u64,
+    /// The revocation feed's reads of the change log.
+    pub feed: crate::feed::Feed,
 }
 
 impl AppState {
@@ -54,6 +57,8 @@ mod routes {
     pub const TOKEN: &str = "/oauth/token";
     pub const INTROSPECT: &str = "/oauth/introspect";
     pub const REVOKE: &str = "/oauth/revoke";
+    pub const REVOCATIONS: &str = "/oauth/revocations";
+    pub const REVOCATIONS_STREAM: &str = "/oauth/revocations/stream";
     pub const AUTHORIZE: &str = "/oauth/authorize";
     pub const LOGIN: &str = "/oauth/login";
     pub const CONSENT: &str = "/oauth/consent";
@@ -78,6 +83,8 @@ mod routes {
         TOKEN,
         INTROSPECT,
         REVOKE,
+        REVOCATIONS,
+        REVOCATIONS_STREAM,
         AUTHORIZE,
         LOGIN,
         CONSENT,
@@ -132,6 +139,12 @@ pub fn configure(
                 "POST",
             ))
             .service(single_method(routes::REVOKE, web::post().to(oauth::revoke), "POST"))
+            .service(single_method(routes::REVOCATIONS, web::get().to(feed::poll), "GET"))
+            .service(single_method(
+                routes::REVOCATIONS_STREAM,
+                web::get().to(feed::stream),
+                "GET",
+            ))
             .service(single_method(routes::AUTHORIZE, web::get().to(pages::authorize), "GET"))
             .service(single_method(routes::LOGIN, web::post().to(pages::login), "POST"))
             .service(single_method(routes::CONSENT, web::post().to(pages::consent), "POST"))

@@ -44,7 +44,7 @@ impl FromPairs for TokenParamForm {
 
 /// Authenticates the client of a request to `endpoint` (a route pattern, for the rate-limit
 /// metric), from the request's client address.
-fn authenticate(
+pub(super) fn authenticate(
     state: &AppState,
     req: &HttpRequest,
     endpoint: &'static str,

@@ -39,6 +39,13 @@ pub fn metadata(authority: &Authority) -> serde_json::Value {
         "token_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
+        // The revocation feed (README, "The revocation feed"): Tessera's own members, since no
+        // registered metadata names a feed of revocations for resource servers.
+        "revocation_events_endpoint": format!("{issuer}/oauth/revocations"),
+        "revocation_events_stream_endpoint": format!("{issuer}/oauth/revocations/stream"),
+        "revocation_event_types_supported": crate::feed::EVENT_TYPES,
+        "revocation_events_signing_alg_values_supported": authority.signing_algorithms(),
+        "revocation_events_auth_methods_supported": ["client_secret_basic"],
     })
 }
 

@@ -6,6 +6,7 @@
 //! - tree `clients`: `client_id` → [`ClientRecord`];
 //! - tree `users`: `username` → [`UserRecord`] (password as an argon2id hash); tree `consents`:
 //!   `username ‖ 0 ‖ client_id` → [`ConsentRecord`];
+//! - trees `changes` and `changes/until`: the log of revocations ([`ChangeLog`]);
 //! - tree `tokens/<k>` for each shard `k`: `exp (u64 big endian) ‖ id (u64 big endian)` →
 //!   `kind ‖ digest ‖ record`, where `kind` is `t` for a [`TokenRecord`] (access and refresh
 //!   tokens) and `c` for a [`CodeRecord`] (authorization codes), `digest` is
@@ -18,7 +19,10 @@
 //!   memory only after sled accepted the change.
 //! - Nothing here is durable until [`GroupCommit`] has flushed it; callers that promise
 //!   durability wait on the [`Durable`] that [`GroupCommit::durable`] returns.
+//! - Every revocation a partition makes is appended to the [`ChangeLog`] before its records go,
+//!   so the flush that makes the revocation durable makes its change durable too.
 
+mod changes;
 mod clients;
 mod digest_map;
 mod durability;
@@ -27,7 +31,9 @@ mod tokens;
 mod users;
 
 use std::path::Path;
+use std::sync::Arc;
 
+pub use changes::{Change, ChangeLog, Reach, Read, Revoked, SCAN_PER_RESULT};
 pub use clients::ClientRegistry;
 pub use durability::{Durable, GroupCommit};
 pub use records::{
@@ -59,10 +65,14 @@ pub enum StoreError {
     FlusherGone,
 }
 
+/// Changes the log keeps unless configured otherwise (`feed_log_max_events`).
+pub const DEFAULT_LOG_CAPACITY: u64 = 1_000_000;
+
 /// The opened database and its shared trees.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    changes: Arc<ChangeLog>,
 }
 
 impl Store {
@@ -80,14 +90,22 @@ impl Store {
                 sled::Error::Io(ref io) if is_lock_error(io) => StoreError::Locked,
                 other => StoreError::Sled(other),
             })?;
-        Ok(Self { db })
+        Self::over(db)
     }
 
     /// A throwaway database for tests and benches.
     pub fn temporary() -> Result<Self, StoreError> {
-        Ok(Self {
-            db: sled::Config::new().temporary(true).open()?,
-        })
+        Self::over(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn over(db: sled::Db) -> Result<Self, StoreError> {
+        let changes = Arc::new(ChangeLog::open(db.clone(), DEFAULT_LOG_CAPACITY)?);
+        Ok(Self { db, changes })
+    }
+
+    /// The log of revocations every partition appends to.
+    pub fn changes(&self) -> &Arc<ChangeLog> {
+        &self.changes
     }
 
     pub fn db(&self) -> &sled::Db {
@@ -146,7 +164,8 @@ impl Store {
                 .into_iter()
                 .map(|tree| {
                     let db = self.db.clone();
-                    s.spawn(move || TokenPartition::load(db, tree, now))
+                    let changes = Arc::clone(&self.changes);
+                    s.spawn(move || TokenPartition::load(db, tree, changes, now))
                 })
                 .collect();
             loads

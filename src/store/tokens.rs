@@ -29,10 +29,17 @@
 //! the code's digest as its family. A partition indexes its own tokens by family, and
 //! [`TokenPartition::revoke_family`] removes them and leaves a tombstone; a family's tokens may
 //! live on every shard, so revoking a family is sent to all of them.
+//!
+//! # Revocations leave a change
+//! Each revocation that removes tokens (one token, a family, a user's, a client's) first appends
+//! one [`Change`] to the store's [`ChangeLog`], naming what was revoked, who could have seen it
+//! (the tokens' audiences) and until when. A revocation that finds no token here leaves none:
+//! no resource server can hold an answer about a token this partition never had.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::changes::{Change, ChangeLog, Reach, Revoked};
 use super::digest_map::DigestMap;
 use super::{CodeRecord, Record, Redeem, StoreError, TokenRecord};
 use crate::crypto::TokenDigest;
@@ -90,6 +97,7 @@ pub struct TokenPartition {
     /// For `generate_id`.
     db: sled::Db,
     tree: sled::Tree,
+    changes: Arc<ChangeLog>,
     tokens: DigestMap<Held<TokenRecord>>,
     codes: DigestMap<Held<CodeRecord>>,
     /// One shared copy of each distinct set of claims; see [`TokenClaims`].
@@ -108,10 +116,11 @@ pub struct TokenPartition {
 impl TokenPartition {
     /// Reads every record of `tree` into memory, except those already expired at `now`, which
     /// stay on disk for the sweeper to remove.
-    pub(super) fn load(db: sled::Db, tree: sled::Tree, now: u64) -> Result<Self, StoreError> {
+    pub(super) fn load(db: sled::Db, tree: sled::Tree, changes: Arc<ChangeLog>, now: u64) -> Result<Self, StoreError> {
         let mut p = Self {
             db,
             tree,
+            changes,
             tokens: DigestMap::default(),
             codes: DigestMap::default(),
             claims: HashSet::default(),
@@ -196,7 +205,9 @@ impl TokenPartition {
     /// `until` (when its last refresh token would have expired), so that a token sent to this
     /// partition later, by a rotation already under way, is refused. Returns how many tokens
     /// were removed.
-    pub fn revoke_family(&mut self, family: &TokenDigest, until: u64) -> Result<usize, StoreError> {
+    pub fn revoke_family(&mut self, family: &TokenDigest, until: u64, now: u64) -> Result<usize, StoreError> {
+        let members = self.families.get(family).cloned().unwrap_or_default();
+        self.log_change(Revoked::Family(*family), &members, now)?;
         if !self.revoked.contains_key(family) {
             let id = self.db.generate_id()?;
             let mut v = Vec::with_capacity(VALUE_HEAD);
@@ -205,7 +216,6 @@ impl TokenPartition {
             self.tree.insert(key(until, id), v)?;
             self.revoked.insert(*family, id);
         }
-        let members = self.families.get(family).cloned().unwrap_or_default();
         for digest in &members {
             self.remove(digest)?;
         }
@@ -220,13 +230,14 @@ impl TokenPartition {
     /// code was redeemed a moment ago: a code exchange or a refresh rotation already under way
     /// may still send new tokens of such a grant to any shard, so the caller closes each family
     /// on every shard ([`revoke_family`](Self::revoke_family)), which refuses them.
-    pub fn revoke_subject(&mut self, sub: &str) -> Result<MassRevocation, StoreError> {
+    pub fn revoke_subject(&mut self, sub: &str, now: u64) -> Result<MassRevocation, StoreError> {
         let digests: Vec<TokenDigest> = self
             .subjects
             .get(sub)
             .map(|set| set.iter().copied().collect())
             .unwrap_or_default();
         let codes = self.codes.keys_where(|held| held.record.sub == sub);
+        self.log_change(Revoked::Subject(sub.to_owned()), &digests, now)?;
         self.revoke_all(&digests, &codes)
     }
 
@@ -236,7 +247,7 @@ impl TokenPartition {
     /// cost more memory than the tokens). Claims are interned, so the scan compares pointers to
     /// the few claim sets of this client rather than strings. Families as for
     /// [`revoke_subject`](Self::revoke_subject).
-    pub fn revoke_client(&mut self, client_id: &str) -> Result<MassRevocation, StoreError> {
+    pub fn revoke_client(&mut self, client_id: &str, now: u64) -> Result<MassRevocation, StoreError> {
         let theirs: HashSet<*const TokenClaims, Hasher> = self
             .claims
             .iter()
@@ -250,7 +261,31 @@ impl TokenPartition {
                 .keys_where(|held| theirs.contains(&Arc::as_ptr(&held.record.claims)))
         };
         let codes = self.codes.keys_where(|held| held.record.client_id == client_id);
+        self.log_change(Revoked::Client(client_id.to_owned()), &digests, now)?;
         self.revoke_all(&digests, &codes)
+    }
+
+    /// Appends the change that revoking `tokens` as `revoked` at `now` makes, if any token is
+    /// held here.
+    fn log_change(&self, revoked: Revoked, tokens: &[TokenDigest], now: u64) -> Result<(), StoreError> {
+        let held: Vec<&TokenRecord> = tokens.iter().filter_map(|d| self.get(d)).collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.changes.append(&Change {
+            revoked,
+            at: now,
+            until: held.iter().map(|r| r.exp).max().unwrap_or(now),
+            reach: Reach::of(held.iter().map(|r| r.claims.aud.as_deref())),
+        })?;
+        Ok(())
+    }
+
+    /// Revokes one token (RFC 7009): logs the change, then removes the record. Returns the
+    /// record, or `None` if there was none.
+    pub fn revoke(&mut self, digest: &TokenDigest, now: u64) -> Result<Option<TokenRecord>, StoreError> {
+        self.log_change(Revoked::Token(*digest), std::slice::from_ref(digest), now)?;
+        self.remove(digest)
     }
 
     fn revoke_all(&mut self, tokens: &[TokenDigest], codes: &[TokenDigest]) -> Result<MassRevocation, StoreError> {
@@ -574,7 +609,7 @@ mod tests {
         p.insert(&digest(2), family_record(100, Refresh, 1000)).unwrap();
         p.insert(&digest(3), family_record(101, Access, 1000)).unwrap();
         p.insert(&digest(4), TokenRecord::test_record(1000)).unwrap();
-        assert_eq!(p.revoke_family(&digest(100), 5000).unwrap(), 2);
+        assert_eq!(p.revoke_family(&digest(100), 5000, 1).unwrap(), 2);
         assert!(p.get(&digest(1)).is_none() && p.get(&digest(2)).is_none());
         assert!(
             p.get(&digest(3)).is_some() && p.get(&digest(4)).is_some(),
@@ -583,7 +618,7 @@ mod tests {
         assert!(p.family_revoked(&digest(100)));
         assert!(!p.family_revoked(&digest(101)));
         assert_eq!(
-            p.revoke_family(&digest(100), 5000).unwrap(),
+            p.revoke_family(&digest(100), 5000, 1).unwrap(),
             0,
             "revoking again is harmless"
         );
@@ -592,7 +627,7 @@ mod tests {
         assert!(reloaded.family_revoked(&digest(100)), "the tombstone is on disk");
         assert!(reloaded.get(&digest(1)).is_none());
         assert_eq!(
-            reloaded.revoke_family(&digest(101), 5000).unwrap(),
+            reloaded.revoke_family(&digest(101), 5000, 1).unwrap(),
             1,
             "families are indexed at load"
         );
@@ -618,7 +653,7 @@ mod tests {
         let reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
         assert_eq!(reloaded.get(&digest(1)).unwrap().claims.token_type, UsedRefresh);
         assert_eq!(
-            p.revoke_family(&digest(100), 2000).unwrap(),
+            p.revoke_family(&digest(100), 2000, 1).unwrap(),
             1,
             "a used token is still in its family"
         );
@@ -677,7 +712,7 @@ mod tests {
         p.insert_code(&digest(8), bobs).unwrap();
 
         assert_eq!(p.tokens_of_subject("s-alice").len(), 3);
-        let mut r = p.revoke_subject("s-alice").unwrap();
+        let mut r = p.revoke_subject("s-alice", 1).unwrap();
         r.families.sort_by_key(|f| f.0);
         assert_eq!((r.tokens, r.codes), (3, 2));
         assert_eq!(
@@ -698,7 +733,7 @@ mod tests {
             Redeem::Redeemed(_)
         ));
         assert!(p.tokens_of_subject("s-alice").is_empty());
-        assert_eq!(p.revoke_subject("s-alice").unwrap(), MassRevocation::default());
+        assert_eq!(p.revoke_subject("s-alice", 1).unwrap(), MassRevocation::default());
 
         let mut reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
         assert_eq!(reloaded.len(), 2, "the removals are in sled");
@@ -707,7 +742,7 @@ mod tests {
             1,
             "subjects are indexed at load"
         );
-        assert_eq!(reloaded.revoke_subject("s-bob").unwrap().tokens, 1);
+        assert_eq!(reloaded.revoke_subject("s-bob", 1).unwrap().tokens, 1);
     }
 
     #[test]
@@ -730,12 +765,12 @@ mod tests {
         let mut code = CodeRecord::test_record(1000);
         code.client_id = "app".into();
         p.insert_code(&digest(5), code).unwrap();
-        let r = p.revoke_client("app").unwrap();
+        let r = p.revoke_client("app", 1).unwrap();
         assert_eq!((r.tokens, r.codes, r.families), (3, 1, vec![digest(100)]));
         assert!(p.get(&digest(3)).is_some(), "another client's token stays");
         assert_eq!(p.len(), 1);
         assert_eq!(p.tokens_of_subject("s-alice").len(), 1, "the subject index follows");
-        assert_eq!(p.revoke_client("app").unwrap(), MassRevocation::default());
+        assert_eq!(p.revoke_client("app", 1).unwrap(), MassRevocation::default());
         let reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
         assert_eq!(reloaded.len(), 1);
     }
