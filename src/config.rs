@@ -460,7 +460,9 @@ impl RawConfig {
             return Err(ConfigError::Invalid("feed_log_max_events must be positive".into()));
         }
         let hint = crate::authority::CacheHint {
-            without_feed: self.introspection_cache_secs.unwrap_or(DEFAULT_INTROSPECTION_CACHE_SECS),
+            without_feed: self
+                .introspection_cache_secs
+                .unwrap_or(DEFAULT_INTROSPECTION_CACHE_SECS),
             with_feed: self
                 .introspection_cache_with_feed_secs
                 .unwrap_or(DEFAULT_INTROSPECTION_CACHE_WITH_FEED_SECS),

@@ -213,7 +213,10 @@ pub fn change_claims(authority: &Authority, seq: u64, change: &Change) -> Value 
             json!({ "format": "complex",
                     "session": { "format": "opaque", "id": key.opaque_id(GRANT_ID, family) } }),
         ),
-        Revoked::Subject(sub) => (SESSION_REVOKED, json!({ "format": "iss_sub", "iss": issuer, "sub": sub })),
+        Revoked::Subject(sub) => (
+            SESSION_REVOKED,
+            json!({ "format": "iss_sub", "iss": issuer, "sub": sub }),
+        ),
         Revoked::Client(client_id) => (
             SESSION_REVOKED,
             json!({ "format": "complex", "application": { "format": "opaque", "id": client_id } }),

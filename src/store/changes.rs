@@ -248,7 +248,11 @@ impl ChangeLog {
         let mut more = false;
         if after < head {
             let scan = max.saturating_mul(SCAN_PER_RESULT);
-            for (scanned, entry) in self.log.range((after + 1).to_be_bytes()..=head.to_be_bytes()).enumerate() {
+            for (scanned, entry) in self
+                .log
+                .range((after + 1).to_be_bytes()..=head.to_be_bytes())
+                .enumerate()
+            {
                 let (k, v) = entry?;
                 let seq = seq_of(&k)?;
                 if changes.len() == max || scanned == scan {
@@ -345,8 +349,12 @@ mod tests {
     #[test]
     fn a_filter_passes_changes_over_without_stalling_the_position() {
         let (_db, log) = log(100);
-        let a = log.append(&change(1, 1000, Reach::Resources(vec!["https://a".into()]))).unwrap();
-        let b = log.append(&change(2, 1000, Reach::Resources(vec!["https://b".into()]))).unwrap();
+        let a = log
+            .append(&change(1, 1000, Reach::Resources(vec!["https://a".into()])))
+            .unwrap();
+        let b = log
+            .append(&change(2, 1000, Reach::Resources(vec!["https://b".into()])))
+            .unwrap();
         let read = log.read(0, 100, |c| c.reach.reaches(Some("https://b"))).unwrap();
         assert_eq!(read.changes.len(), 1);
         assert_eq!(read.changes[0].0, b);
@@ -367,7 +375,10 @@ mod tests {
         let at_floor = log.read(seqs[1], 100, |_| true).unwrap();
         assert!(!at_floor.reset, "everything after the floor is still here");
         assert_eq!(at_floor.changes.len(), 3);
-        assert!(log.read(seqs[4] + 1, 100, |_| true).unwrap().reset, "another log's number");
+        assert!(
+            log.read(seqs[4] + 1, 100, |_| true).unwrap().reset,
+            "another log's number"
+        );
     }
 
     #[test]
@@ -398,7 +409,10 @@ mod tests {
         drop(log);
         let again = ChangeLog::open(db, 100).unwrap();
         assert_eq!(again.head(), seq);
-        assert!(!again.read(seq, 10, |_| true).unwrap().reset, "a subscriber at the head resumes");
+        assert!(
+            !again.read(seq, 10, |_| true).unwrap().reset,
+            "a subscriber at the head resumes"
+        );
     }
 
     #[test]
@@ -408,7 +422,10 @@ mod tests {
         assert_eq!(r, Reach::Resources(vec!["https://a".into(), "https://b".into()]));
         assert!(r.reaches(Some("https://b")));
         assert!(!r.reaches(Some("https://c")));
-        assert!(!r.reaches(None), "a resource server without an indicator sees no audience");
+        assert!(
+            !r.reaches(None),
+            "a resource server without an indicator sees no audience"
+        );
         assert!(Reach::Everyone.reaches(None));
     }
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod browser;
 pub mod cli;
+pub mod feed;
 pub mod node;
 
 use std::time::Duration;
@@ -112,6 +113,8 @@ pub struct TestServer {
     /// The metrics listener's base URL, when `metrics_bind` is set.
     pub metrics: Option<String>,
     pub side: tessera::server::SideListeners,
+    /// Closed by [`TestServer::stop`], so that open event streams do not hold the stop up.
+    pub feed: tessera::feed::Feed,
 }
 
 impl TestServer {
@@ -143,6 +146,7 @@ impl TestServer {
             admin: running.admin,
             metrics: running.metrics_addr.map(|a| format!("http://{a}")),
             side: running.side,
+            feed: running.feed,
         }
     }
 
@@ -249,6 +253,7 @@ impl TestServer {
     }
 
     pub async fn stop(self) {
+        self.feed.close();
         self.handle.stop(true).await;
         self.side.stop(true).await;
     }
