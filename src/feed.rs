@@ -66,6 +66,7 @@ struct Inner {
     changes: Arc<ChangeLog>,
     signed: Mutex<HashMap<u64, Arc<str>>>,
     heartbeat: std::time::Duration,
+    metrics: crate::metrics::FeedMetrics,
     /// Set once when the server stops, so that open streams end instead of holding the
     /// shutdown up.
     closed: watch::Sender<bool>,
@@ -79,6 +80,7 @@ impl Feed {
                 changes,
                 signed: Mutex::new(HashMap::new()),
                 heartbeat,
+                metrics: crate::metrics::FeedMetrics::register(),
                 closed: watch::channel(false).0,
             }),
         }
@@ -86,6 +88,10 @@ impl Feed {
 
     pub fn heartbeat(&self) -> std::time::Duration {
         self.inner.heartbeat
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::FeedMetrics {
+        &self.inner.metrics
     }
 
     /// The number of the last change.

@@ -26,6 +26,8 @@ pub const SIGN_INS: &str = "tessera_sign_ins_total";
 pub const FAMILIES_REVOKED: &str = "tessera_token_families_revoked_total";
 pub const AUDIT_DROPPED: &str = "tessera_audit_events_dropped_total";
 pub const RATE_LIMITED: &str = "tessera_rate_limited_total";
+pub const FEED_STREAMS: &str = "tessera_feed_streams";
+pub const FEED_EVENTS: &str = "tessera_feed_events_sent_total";
 
 /// Every metric name, for documentation checks and dashboards.
 pub const ALL: &[&str] = &[
@@ -46,6 +48,8 @@ pub const ALL: &[&str] = &[
     FAMILIES_REVOKED,
     AUDIT_DROPPED,
     RATE_LIMITED,
+    FEED_STREAMS,
+    FEED_EVENTS,
 ];
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -105,10 +109,40 @@ fn describe() {
         AUDIT_DROPPED,
         "Audit events dropped because the audit log writer fell behind"
     );
+    describe_gauge!(FEED_STREAMS, "Open revocation feed streams");
+    describe_counter!(
+        FEED_EVENTS,
+        "Revocation events sent to subscribers, by how (stream, poll)"
+    );
     describe_counter!(
         RATE_LIMITED,
         "Requests refused with 429 by endpoint and reason (client_auth_failures, client_rate, address_rate)"
     );
+}
+
+/// The revocation feed's metrics, registered when the feed is made so that they show at zero.
+#[derive(Clone)]
+pub struct FeedMetrics {
+    pub streams: Gauge,
+    pub streamed: Counter,
+    pub polled: Counter,
+}
+
+impl FeedMetrics {
+    pub fn register() -> Self {
+        let streams = metrics::gauge!(FEED_STREAMS);
+        streams.set(0.0);
+        let sent = |via: &'static str| {
+            let c = metrics::counter!(FEED_EVENTS, "via" => via);
+            c.increment(0);
+            c
+        };
+        FeedMetrics {
+            streams,
+            streamed: sent("stream"),
+            polled: sent("poll"),
+        }
+    }
 }
 
 /// Handles for the metrics on the introspection path, registered once so that recording is an

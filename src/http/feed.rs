@@ -71,6 +71,7 @@ pub async fn poll(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
             more: false,
         },
     };
+    state.feed.metrics().polled.increment(batch.events.len() as u64);
     let answer = PollAnswer {
         sets: batch
             .events
@@ -130,6 +131,7 @@ impl Cursor {
                 };
                 self.at = batch.next;
                 if !batch.events.is_empty() {
+                    self.feed.metrics().streamed.increment(batch.events.len() as u64);
                     return Some(Ok(render(&batch)));
                 }
                 if batch.more {
@@ -147,6 +149,12 @@ impl Cursor {
     }
 }
 
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        self.feed.metrics().streams.decrement(1.0);
+    }
+}
+
 /// `GET /oauth/revocations/stream`: events as they happen, after `Last-Event-ID` (or
 /// `?after=`) when given, else from now on.
 pub async fn stream(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -157,6 +165,7 @@ pub async fn stream(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
         None => poll_params(req.query_string())?.0,
     };
     let feed = state.feed.clone();
+    feed.metrics().streams.increment(1.0);
     let cursor = Cursor {
         at: resume.unwrap_or_else(|| feed.head()),
         head: feed.watch(),

@@ -54,22 +54,22 @@ pub const EVERY_METRIC_SETTINGS: &str =
 
 /// Traffic that makes every Tessera metric appear on `/metrics`: issuance, active and inactive
 /// introspection, failed client authentications and a 429 after them, a revocation, a
-/// sign-in, a code and its replay, a sweep of expired tokens, a 405 and a 404. Returns one token it issued (expired by the time this returns).
+/// sign-in, a code and its replay, the revocation feed (a poll and a stream), a sweep of
+/// expired tokens, a 405 and a 404. Returns one token it issued (expired by the time this returns).
 pub async fn exercise_every_metric(s: &TestServer) -> String {
     let token = s.issue("read").await;
     s.introspect(&token).await;
     s.introspect("tsa_unknown").await;
+    // A revocation, and its event by polling and on a stream (before api-server's failed
+    // authentications below block it).
+    let doomed = s.issue("read").await;
+    s.revoke(&doomed).await;
+    feed::poll(&s.base, ("api-server", "api-secret"), Some("0")).await;
+    let _stream = feed::EventStream::open(&s.base, ("api-server", "api-secret"), Some("0")).await;
     for _ in 0..3 {
         s.post_form("/oauth/introspect", Some(("api-server", "nope")), &[("token", "x")])
             .await;
     }
-    let doomed = s.issue("read").await;
-    s.post_form(
-        "/oauth/revoke",
-        Some(("demo-client", "demo-secret")),
-        &[("token", &doomed)],
-    )
-    .await;
     // A sign-in, a code, and a replay of that code, which revokes what it gave.
     let mut b = browser::Browser::new(s);
     let code = b.approve(&browser::authorize_query("openid", &[])).await["code"].clone();
