@@ -2,7 +2,8 @@
 //! happen, a resume replays exactly what was missed, every SET is signed by a key of the JWKS,
 //! each resource server sees only its audience's events, grants and users are named as
 //! introspection names them, a position the log cannot serve is a reset, and an acknowledged
-//! revocation is in the log after a SIGKILL.
+//! revocation is in the log after a SIGKILL. And introspection shaped for caches: batches, and
+//! answers as signed JWTs (RFC 9701).
 
 mod common;
 
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 use awc::http::StatusCode;
 use common::browser::{authorize_query, Browser, VERIFIER};
-use common::feed::{event_of, poll, polled_sets, revoked_jti, verifies_es256, EventStream};
+use common::feed::{
+    event_of, poll, polled_sets, revoked_jti, set_payload, verifies_es256, verifies_es256_typed, EventStream,
+};
 use common::{client, Reply, TestServer};
 use serde_json::{json, Value};
 
@@ -405,4 +408,146 @@ async fn an_acknowledged_revocation_is_in_the_log_after_a_sigkill() {
     assert_eq!(sets.len(), 1, "numbers after a restart follow the ones before");
     assert!(sets[0].0 > head);
     assert_eq!(revoked_jti(&sets[0].1), Some(jti));
+}
+
+async fn send(request: awc::SendClientRequest) -> Reply {
+    Reply::read(request.await.unwrap()).await
+}
+
+#[actix_rt::test]
+async fn a_batch_answers_each_token_as_it_would_be_answered_alone() {
+    let s = start().await;
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("scope", "read"),
+        ("resource", "https://a.example"),
+    ];
+    let for_a = s.post_form("/oauth/token", DEMO, &form).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    form.pop();
+    let for_all = s.post_form("/oauth/token", DEMO, &form).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = s.issue("read").await;
+    s.revoke(&revoked).await;
+    let tokens = [for_a.as_str(), for_all.as_str(), revoked.as_str(), "tsa_made_up", ""];
+    for who in [("rs-a", "rs-a-secret"), ("rs-b", "rs-b-secret"), API] {
+        let mut alone = Vec::new();
+        for t in tokens {
+            let r = s.post_form("/oauth/introspect", Some(who), &[("token", t)]).await;
+            alone.push(r.json);
+        }
+        let pairs: Vec<(&str, &str)> = tokens.iter().map(|t| ("token", *t)).collect();
+        let as_form = s.post_form("/oauth/introspect/batch", Some(who), &pairs).await;
+        assert_eq!(as_form.status, StatusCode::OK, "{}", as_form.text);
+        assert_eq!(as_form.header("cache-control"), Some("no-store"));
+        let as_json = send(
+            client()
+                .post(s.url("/oauth/introspect/batch"))
+                .basic_auth(who.0, who.1)
+                .send_json(&json!({ "tokens": tokens })),
+        )
+        .await;
+        for answers in [&as_form.json["results"], &as_json.json["results"]] {
+            // Cache hints may differ by a second between calls; the rest may not.
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("cache_max_age_with_feed");
+                }
+                v
+            };
+            let got: Vec<Value> = answers.as_array().unwrap().iter().map(strip).collect();
+            let want: Vec<Value> = alone.iter().map(strip).collect();
+            assert_eq!(got, want, "as {}", who.0);
+        }
+    }
+    let active = |r: &Reply| -> Vec<bool> {
+        r.json["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["active"] == true)
+            .collect()
+    };
+    let pairs: Vec<(&str, &str)> = tokens.iter().map(|t| ("token", *t)).collect();
+    let at_b = s
+        .post_form("/oauth/introspect/batch", Some(("rs-b", "rs-b-secret")), &pairs)
+        .await;
+    assert_eq!(
+        active(&at_b),
+        [false, true, false, false, false],
+        "a's token stays hidden from b"
+    );
+
+    // Bounded, and refused clearly.
+    let many: Vec<(&str, &str)> = (0..51).map(|_| ("token", "tsa_x")).collect();
+    let refusals = [
+        s.post_form("/oauth/introspect/batch", Some(API), &many).await,
+        s.post_form("/oauth/introspect/batch", Some(API), &[]).await,
+        send(
+            client()
+                .post(s.url("/oauth/introspect/batch"))
+                .basic_auth(API.0, API.1)
+                .content_type("application/json")
+                .send_body("{\"tokens\": 7}"),
+        )
+        .await,
+    ];
+    for r in refusals {
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert_eq!(r.json["error"], "invalid_request");
+    }
+    let not_allowed = s.post_form("/oauth/introspect/batch", DEMO, &pairs).await;
+    assert_eq!(
+        not_allowed.status,
+        StatusCode::UNAUTHORIZED,
+        "demo-client may not introspect"
+    );
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_introspection_answer_comes_as_a_signed_jwt_when_asked() {
+    let s = start().await;
+    let meta = s.get("/.well-known/openid-configuration").await.json;
+    assert!(meta["introspection_signing_alg_values_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("ES256")));
+    let token = s.issue("read").await;
+    let plain = s.introspect(&token).await;
+    let mut r = client()
+        .post(s.url("/oauth/introspect"))
+        .basic_auth(API.0, API.1)
+        .insert_header(("accept", "application/token-introspection+jwt"))
+        .send_form(&[("token", token.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers().get("content-type").unwrap(),
+        "application/token-introspection+jwt"
+    );
+    let jwt = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    assert!(verifies_es256_typed(&jwt, &jwks(&s).await, "token-introspection+jwt"));
+    let claims = set_payload(&jwt);
+    assert_eq!(claims["iss"], meta["issuer"]);
+    assert_eq!(claims["aud"], "api-server");
+    assert_eq!(claims["token_introspection"]["jti"], plain["jti"]);
+    assert_eq!(claims["token_introspection"]["active"], true);
+    assert_eq!(claims["token_introspection"]["client_id"], "demo-client");
+    let mut inactive = client()
+        .post(s.url("/oauth/introspect"))
+        .basic_auth(API.0, API.1)
+        .insert_header(("accept", "application/json, application/token-introspection+jwt;q=0.9"))
+        .send_form(&[("token", "tsa_unknown")])
+        .await
+        .unwrap();
+    let jwt = String::from_utf8(inactive.body().await.unwrap().to_vec()).unwrap();
+    assert_eq!(set_payload(&jwt)["token_introspection"], json!({"active": false}));
+    s.stop().await;
 }

@@ -72,6 +72,8 @@ pub enum InputError {
     /// The connection failed or the body was malformed on the wire.
     Read,
     Form(FormError),
+    /// A JSON body that is not the expected object.
+    Json,
     QueryTooLong,
     HeadersTooLarge,
 }
@@ -83,7 +85,9 @@ impl InputError {
             InputError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             InputError::QueryTooLong => StatusCode::URI_TOO_LONG,
             InputError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            InputError::ContentType | InputError::Read | InputError::Form(_) => StatusCode::BAD_REQUEST,
+            InputError::ContentType | InputError::Read | InputError::Form(_) | InputError::Json => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 
@@ -97,6 +101,7 @@ impl InputError {
             InputError::Form(FormError::TooManyParams) => "the request has too many parameters",
             InputError::Form(FormError::Repeated(_)) => "the request repeats a parameter",
             InputError::Form(FormError::NotUtf8) => "the request is not valid UTF-8",
+            InputError::Json => "the JSON body is not the expected object",
             InputError::QueryTooLong => "the query string is too long",
             InputError::HeadersTooLarge => "the request headers are too large",
         }
@@ -152,10 +157,46 @@ impl<T: FromPairs + 'static> FromRequest for Form<T> {
     }
 }
 
-/// Checks what the head says of the body: its declared length against the limit, and its
-/// content type. Returns the declared length and whether the type is a form; a body with no
-/// content type is refused later, unless it is empty.
-fn check_body_head(req: &HttpRequest, max: usize) -> Result<(Option<usize>, bool), InputError> {
+/// A body of type `T` as a form or as JSON (`application/json`), read within the
+/// [`InputLimits`]: for endpoints whose callers are programs that may prefer either.
+pub struct FormOrJson<T>(pub T);
+
+impl<T: FromPairs + serde::de::DeserializeOwned + 'static> FromRequest for FormOrJson<T> {
+    type Error = InputError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, InputError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limits = req.app_data::<InputLimits>().copied().unwrap_or_default();
+        let json = content_essence(req).is_some_and(|e| e.eq_ignore_ascii_case("application/json"));
+        let head = if json {
+            check_body_length(req, limits.max_body_bytes).map(|d| (d, true))
+        } else {
+            check_body_head(req, limits.max_body_bytes)
+        };
+        let payload = payload.take();
+        Box::pin(async move {
+            let (declared, typed) = head?;
+            let body = read_body(payload, declared, &limits).await?;
+            if json {
+                return serde_json::from_slice(&body)
+                    .map(FormOrJson)
+                    .map_err(|_| InputError::Json);
+            }
+            if !body.is_empty() && !typed {
+                return Err(InputError::ContentType);
+            }
+            Ok(FormOrJson(T::parse_form(&body)?))
+        })
+    }
+}
+
+fn content_essence(req: &HttpRequest) -> Option<&str> {
+    let v = req.headers().get(header::CONTENT_TYPE)?;
+    Some(v.to_str().unwrap_or("").split(';').next().unwrap_or("").trim())
+}
+
+/// The declared length of the body, refused if over `max`.
+fn check_body_length(req: &HttpRequest, max: usize) -> Result<Option<usize>, InputError> {
     let declared = match req.headers().get(header::CONTENT_LENGTH) {
         Some(v) => Some(
             v.to_str()
@@ -168,10 +209,17 @@ fn check_body_head(req: &HttpRequest, max: usize) -> Result<(Option<usize>, bool
     if declared.is_some_and(|n| n > max) {
         return Err(InputError::BodyTooLarge);
     }
-    let typed = match req.headers().get(header::CONTENT_TYPE) {
+    Ok(declared)
+}
+
+/// Checks what the head says of the body: its declared length against the limit, and its
+/// content type. Returns the declared length and whether the type is a form; a body with no
+/// content type is refused later, unless it is empty.
+fn check_body_head(req: &HttpRequest, max: usize) -> Result<(Option<usize>, bool), InputError> {
+    let declared = check_body_length(req, max)?;
+    let typed = match content_essence(req) {
         None => false,
-        Some(v) => {
-            let essence = v.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
+        Some(essence) => {
             if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
                 return Err(InputError::ContentType);
             }

@@ -56,6 +56,7 @@ impl AppState {
 mod routes {
     pub const TOKEN: &str = "/oauth/token";
     pub const INTROSPECT: &str = "/oauth/introspect";
+    pub const INTROSPECT_BATCH: &str = "/oauth/introspect/batch";
     pub const REVOKE: &str = "/oauth/revoke";
     pub const REVOCATIONS: &str = "/oauth/revocations";
     pub const REVOCATIONS_STREAM: &str = "/oauth/revocations/stream";
@@ -82,6 +83,7 @@ mod routes {
     pub const LABELS: &[&str] = &[
         TOKEN,
         INTROSPECT,
+        INTROSPECT_BATCH,
         REVOKE,
         REVOCATIONS,
         REVOCATIONS_STREAM,
@@ -136,6 +138,11 @@ pub fn configure(
             .service(single_method(
                 routes::INTROSPECT,
                 web::post().to(oauth::introspect),
+                "POST",
+            ))
+            .service(single_method(
+                routes::INTROSPECT_BATCH,
+                web::post().to(oauth::introspect_batch),
                 "POST",
             ))
             .service(single_method(routes::REVOKE, web::post().to(oauth::revoke), "POST"))

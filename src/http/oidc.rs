@@ -39,6 +39,8 @@ pub fn metadata(authority: &Authority) -> serde_json::Value {
         "token_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
+        // RFC 9701: introspection answers as signed JWTs, for callers that ask with Accept.
+        "introspection_signing_alg_values_supported": authority.signing_algorithms(),
         // The revocation feed (README, "The revocation feed"): Tessera's own members, since no
         // registered metadata names a feed of revocations for resource servers.
         "revocation_events_endpoint": format!("{issuer}/oauth/revocations"),

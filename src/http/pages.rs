@@ -140,7 +140,7 @@ pub(super) fn input_error(e: &InputError) -> HttpResponse {
         InputError::HeadersTooLarge => "The request carries too many or too large headers.",
         InputError::BodyTooLarge => "The form sent is too large.",
         InputError::BodyTimeout => "The form did not arrive in time. Please try again.",
-        InputError::ContentType | InputError::Read | InputError::Form(_) => {
+        InputError::ContentType | InputError::Read | InputError::Form(_) | InputError::Json => {
             return bad_form();
         }
     };

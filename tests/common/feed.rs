@@ -153,11 +153,16 @@ pub fn revoked_jti(set: &Value) -> Option<String> {
 
 /// Whether `jws` carries a valid ES256 signature by a key of `jwks`, with `typ` `secevent+jwt`.
 pub fn verifies_es256(jws: &str, jwks: &Value) -> bool {
+    verifies_es256_typed(jws, jwks, "secevent+jwt")
+}
+
+/// Whether `jws` carries a valid ES256 signature by a key of `jwks`, with this `typ`.
+pub fn verifies_es256_typed(jws: &str, jwks: &Value, typ: &str) -> bool {
     use p256::ecdsa::signature::Verifier;
     use p256::ecdsa::{Signature, VerifyingKey};
     let parts: Vec<&str> = jws.split('.').collect();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-    if header["typ"] != "secevent+jwt" || header["alg"] != "ES256" {
+    if header["typ"] != typ || header["alg"] != "ES256" {
         return false;
     }
     let Some(jwk) = jwks["keys"]
