@@ -4,6 +4,7 @@
 //! - [`introspect`]: the HTTP client that asks Tessera about a token (RFC 7662);
 //! - [`cache`]: what Tessera said, kept briefly, keyed by a digest of the token;
 //! - [`breaker`]: the circuit breaker around introspection calls;
+//! - [`feed`]: Tessera's revocation event feed: the SSE parser and the SET decoder;
 //! - [`resource`]: [`ResourceServer`], which puts those three together, and [`Caller`];
 //! - [`guard`]: the actix-web extractor and the `RequireScope` middleware;
 //! - [`error`]: [`AuthError`] and its RFC 6750 answers;
@@ -49,6 +50,7 @@ pub mod cache;
 pub mod demo_api;
 pub mod demo_client;
 pub mod error;
+pub mod feed;
 pub mod guard;
 pub mod introspect;
 pub mod metrics;
