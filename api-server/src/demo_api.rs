@@ -8,7 +8,7 @@
 //! | `GET /api/user/profile` | `read` |
 //! | `POST /api/user/update` | `write`, and a valid JSON body |
 //! | `GET /api/data` | any valid access token |
-//! | `GET /health`, `GET /metrics` | nothing |
+//! | `GET /health`, `GET /metrics` | nothing (`/health` tells the breaker's and the feed's states) |
 //!
 //! Profiles live in memory, keyed by the token's `sub` (or its client, for client credentials):
 //! this is a demo of the access rules, not of storage.
@@ -181,8 +181,12 @@ async fn data(caller: Caller) -> HttpResponse {
 
 async fn health(rs: web::Data<ResourceServer>) -> HttpResponse {
     // The API answers whatever the breaker says; the breaker's state tells an operator whether
-    // new tokens can be checked right now.
-    HttpResponse::Ok().json(json!({ "status": "ok", "breaker": rs.breaker_state().as_str() }))
+    // new tokens can be checked right now, the feed's whether revocations reach the cache.
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "breaker": rs.breaker_state().as_str(),
+        "feed": rs.feed_status().as_str(),
+    }))
 }
 
 async fn render_metrics(demo: web::Data<Demo>) -> HttpResponse {

@@ -24,6 +24,19 @@ pub struct TokenInfo {
     pub scopes: Scopes,
     /// Expiry in seconds since the Unix epoch; `None` for a token that never expires.
     pub exp: Option<u64>,
+    /// Issue time in seconds since the Unix epoch: a revocation of the user or client at or
+    /// after it concerns this token.
+    pub iat: Option<u64>,
+    /// The token's opaque id, which a `token-revoked` event names. Tessera always sends it for
+    /// active tokens; older ones do not.
+    pub jti: Option<String>,
+    /// The grant (token family) the token belongs to, which a session-revoked event names;
+    /// `None` for client-credentials tokens.
+    pub grant_id: Option<String>,
+    /// Tessera's bound, in seconds, on caching this answer without the revocation feed.
+    pub cache_max_age: Option<u64>,
+    /// Tessera's bound, in seconds, on caching this answer while the feed is connected.
+    pub cache_max_age_with_feed: Option<u64>,
 }
 
 /// Tessera's verdict on a token.
@@ -78,6 +91,16 @@ struct Answer {
     #[serde(default)]
     exp: Option<u64>,
     #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    grant_id: Option<String>,
+    #[serde(default)]
+    cache_max_age: Option<u64>,
+    #[serde(default)]
+    cache_max_age_with_feed: Option<u64>,
+    #[serde(default)]
     token_type: Option<String>,
     #[serde(default)]
     aud: Option<Audience>,
@@ -130,6 +153,11 @@ pub fn verdict_from_json(body: &[u8], resource: Option<&str>) -> Result<Verdict,
         username: answer.username,
         scopes: Scopes::parse(answer.scope.as_deref().unwrap_or("")),
         exp: answer.exp,
+        iat: answer.iat,
+        jti: answer.jti,
+        grant_id: answer.grant_id,
+        cache_max_age: answer.cache_max_age,
+        cache_max_age_with_feed: answer.cache_max_age_with_feed,
     }))
 }
 
@@ -193,7 +221,8 @@ impl Introspector {
 }
 
 /// RFC 6749 §2.3.1: client id and secret are form-urlencoded before they are joined for Basic.
-fn basic_authorization(client_id: &str, client_secret: &str) -> Result<HeaderValue, String> {
+/// The revocation feed authenticates with the same header.
+pub(crate) fn basic_authorization(client_id: &str, client_secret: &str) -> Result<HeaderValue, String> {
     let encode = |s: &str| serde_urlencoded_component(s);
     let pair = format!("{}:{}", encode(client_id), encode(client_secret));
     let mut value = HeaderValue::from_str(&format!(
@@ -259,8 +288,25 @@ mod tests {
         assert_eq!(info.sub.as_deref(), Some("u-1"));
         assert_eq!(info.username.as_deref(), Some("alice"));
         assert_eq!(info.exp, Some(1_900_000_000));
+        assert_eq!(info.iat, Some(1));
         assert!(info.scopes.contains("read") && info.scopes.contains("write"));
         assert!(!info.scopes.contains("admin"));
+        assert_eq!((info.jti, info.grant_id), (None, None), "older Tesseras send neither");
+        assert_eq!((info.cache_max_age, info.cache_max_age_with_feed), (None, None));
+    }
+
+    #[test]
+    fn the_feeds_identifiers_and_cache_hints_are_read() {
+        let body = br#"{"active":true,"client_id":"demo-client","sub":"u-1","iat":1800000000,"exp":1800003600,
+            "jti":"AAAAAAAAAAAAAAAAAAAAAA","grant_id":"g-1","cache_max_age":5,"cache_max_age_with_feed":300}"#;
+        let Verdict::Active(info) = verdict_from_json(body, None).unwrap() else {
+            panic!("expected active")
+        };
+        assert_eq!(info.jti.as_deref(), Some("AAAAAAAAAAAAAAAAAAAAAA"));
+        assert_eq!(info.grant_id.as_deref(), Some("g-1"));
+        assert_eq!(info.iat, Some(1_800_000_000));
+        assert_eq!(info.cache_max_age, Some(5));
+        assert_eq!(info.cache_max_age_with_feed, Some(300));
     }
 
     #[test]

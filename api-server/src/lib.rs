@@ -2,9 +2,13 @@
 //! access tokens, plus the demo API and the demo client built on it.
 //!
 //! - [`introspect`]: the HTTP client that asks Tessera about a token (RFC 7662);
-//! - [`cache`]: what Tessera said, kept briefly, keyed by a digest of the token;
+//! - [`cache`]: what Tessera said, kept briefly (longer while the feed is connected), keyed by
+//!   a digest of the token;
 //! - [`breaker`]: the circuit breaker around introspection calls;
-//! - [`resource`]: [`ResourceServer`], which puts those three together, and [`Caller`];
+//! - [`feed`]: the subscriber to Tessera's revocation event feed, which evicts the cached
+//!   answers of revoked tokens within moments (SSE parsing, SET decoding, the index from token,
+//!   grant, user and client to cache entries, and the recent revocations);
+//! - [`resource`]: [`ResourceServer`], which puts those together, and [`Caller`];
 //! - [`guard`]: the actix-web extractor and the `RequireScope` middleware;
 //! - [`error`]: [`AuthError`] and its RFC 6750 answers;
 //! - [`demo_api`]: the demo API (port 5000) built on the above;
@@ -21,7 +25,8 @@
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let config = ResourceServerConfig::new("http://127.0.0.1:4000", "api-server", "api-secret");
-//!     // One ResourceServer for the process: every worker shares its cache and breaker.
+//!     // One ResourceServer for the process: every worker shares its cache, breaker and feed
+//!     // subscriber (made inside the runtime, which runs the subscriber).
 //!     let rs = ResourceServer::new(&config).map_err(std::io::Error::other)?;
 //!     HttpServer::new(move || {
 //!         App::new()
@@ -49,6 +54,7 @@ pub mod cache;
 pub mod demo_api;
 pub mod demo_client;
 pub mod error;
+pub mod feed;
 pub mod guard;
 pub mod introspect;
 pub mod metrics;
@@ -56,5 +62,6 @@ pub mod resource;
 pub mod scope;
 
 pub use error::AuthError;
+pub use feed::FeedStatus;
 pub use guard::RequireScope;
 pub use resource::{Caller, ResourceServer, ResourceServerConfig};

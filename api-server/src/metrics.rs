@@ -29,6 +29,18 @@ pub const AUTH_REJECTIONS: &str = "api_auth_rejections_total";
 pub const HTTP_REQUESTS: &str = "api_http_requests_total";
 /// HTTP request latency of the demo API by `route`.
 pub const HTTP_DURATION: &str = "api_http_request_duration_seconds";
+/// Whether the revocation feed is connected: 1 while its stream is open (answers get the long
+/// TTL), 0 otherwise (off, not advertised, or reconnecting).
+pub const FEED_CONNECTED: &str = "tessera_api_feed_connected";
+/// Revocation events received, by `type`: `token`, `grant`, `subject`, `client`, `reset` (an
+/// unreadable event counts as a reset, since it is handled as one).
+pub const FEED_EVENTS: &str = "tessera_api_feed_events_total";
+/// Cache entries removed by revocation events (a reset counts every entry it dropped).
+pub const FEED_EVICTIONS: &str = "tessera_api_feed_evictions_total";
+/// Delay from a revocation (its `event_timestamp`, whole seconds) to its event's receipt here.
+pub const FEED_LAG: &str = "tessera_api_feed_lag_seconds";
+/// Attempts to open the feed's stream again after a stream ended or could not be opened.
+pub const FEED_RECONNECTS: &str = "tessera_api_feed_reconnects_total";
 
 /// Every metric name, for the documentation and dashboard checks.
 pub const ALL: &[&str] = &[
@@ -41,11 +53,20 @@ pub const ALL: &[&str] = &[
     AUTH_REJECTIONS,
     HTTP_REQUESTS,
     HTTP_DURATION,
+    FEED_CONNECTED,
+    FEED_EVENTS,
+    FEED_EVICTIONS,
+    FEED_LAG,
+    FEED_RECONNECTS,
 ];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
+
+/// The feed's lag is measured against a timestamp in whole seconds, so it reads between 0 and
+/// about 1 s when all is well; the buckets reach far beyond, to show a feed that falls behind.
+const LAG_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -54,8 +75,11 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// to the demo API instead.
 pub fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
+        // A full-name matcher takes precedence over a suffix one.
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("the bucket list is non-empty")
+            .set_buckets_for_metric(Matcher::Full(FEED_LAG.into()), LAG_BUCKETS)
             .expect("the bucket list is non-empty")
             .install_recorder()
             .expect("no other metrics recorder is installed in this process");
@@ -91,4 +115,43 @@ pub fn describe() {
     describe_counter!(AUTH_REJECTIONS, "Requests refused by the bearer-token check, by reason");
     describe_counter!(HTTP_REQUESTS, "Demo API HTTP requests by route and status");
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "Demo API HTTP request latency by route");
+    describe_gauge!(
+        FEED_CONNECTED,
+        "Revocation feed: 1 while its stream is open (long TTL), 0 otherwise"
+    );
+    describe_counter!(FEED_EVENTS, "Revocation events received, by type");
+    describe_counter!(FEED_EVICTIONS, "Cache entries removed by revocation events");
+    describe_histogram!(
+        FEED_LAG,
+        Unit::Seconds,
+        "Delay from a revocation to the receipt of its event"
+    );
+    describe_counter!(
+        FEED_RECONNECTS,
+        "Attempts to reopen the revocation feed's stream after it ended or failed"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feed_metrics_are_on_the_page_before_the_feed_does_anything() {
+        // The demo API's /metrics must show every name from the first scrape, feed or not.
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            drop(crate::feed::FeedCounts::register());
+        });
+        let page = handle.render();
+        for name in [FEED_CONNECTED, FEED_EVICTIONS, FEED_RECONNECTS] {
+            assert!(page.contains(&format!("{name} 0")), "{name}:\n{page}");
+        }
+        assert!(page.contains(&format!("{FEED_LAG}_count 0")), "{page}");
+        for kind in ["token", "grant", "subject", "client", "reset"] {
+            let line = format!("{FEED_EVENTS}{{type=\"{kind}\"}} 0");
+            assert!(page.contains(&line), "{line}:\n{page}");
+        }
+    }
 }

@@ -9,16 +9,28 @@
 //!    error; errors are not cached;
 //! 3. the load asks the breaker first; while it is open, the load fails at once with the time
 //!    left, and the caller answers 503 with `Retry-After`.
+//!
+//! With the revocation feed ([`crate::feed`]):
+//! - a hit is one more check, an atomic load and only for entries given the long TTL: an entry
+//!   the feed no longer covers is used only until its short TTL is over, then asked again;
+//! - a load whose answer names a recently revoked token, grant, user or client (an answer
+//!   computed before the revocation, arriving after its event) gives "inactive";
+//! - an active answer is indexed before the cache stores it, and checked against the recent
+//!   revocations again once stored: an event handled in between is caught by one or the other
+//!   (the feed records the revocation before it reads the index).
 
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram};
+use moka::ops::compute::Op;
 
 use crate::breaker::{Admission, Breaker, BreakerState};
-use crate::cache::{self, Cache, Cached, Digester};
+use crate::cache::{self, Cache, Cached, Digest, Digester, Lifetimes};
 use crate::error::AuthError;
+use crate::feed::{self, FeedCounts, FeedStatus, Shared, Subscription};
 use crate::introspect::{Introspector, TokenInfo, UpstreamError, Verdict};
 
 /// How to reach Tessera and how to cache and guard what it says. `Debug` hides the secret.
@@ -29,8 +41,13 @@ pub struct ResourceServerConfig {
     /// This resource server's client credentials at Tessera.
     pub client_id: String,
     pub client_secret: String,
-    /// How long an active token's answer is reused (never past the token's `exp`).
+    /// How long an active token's answer is reused (never past the token's `exp`, nor past
+    /// Tessera's `cache_max_age` hint), while the revocation feed is not connected.
     pub cache_ttl: Duration,
+    /// How long an active token's answer is reused when it is admitted while the revocation
+    /// feed is connected (never past `exp`, nor past the `cache_max_age_with_feed` hint). Should
+    /// the feed drop, such an answer is reused for no longer than `cache_ttl` after admission.
+    pub cache_ttl_with_feed: Duration,
     /// How long an inactive token's answer is reused.
     pub negative_ttl: Duration,
     /// Most entries kept.
@@ -45,6 +62,11 @@ pub struct ResourceServerConfig {
     /// `aud` does not include it is refused as invalid (RFC 9700 §2.3: a token for another API
     /// must not work here).
     pub resource: Option<String>,
+    /// Subscribe to Tessera's revocation feed when it advertises one. Off, answers are only
+    /// ever cached for `cache_ttl`.
+    pub feed: bool,
+    /// Silence (not even a heartbeat) after which the feed's stream counts as cut.
+    pub feed_idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for ResourceServerConfig {
@@ -54,11 +76,15 @@ impl std::fmt::Debug for ResourceServerConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("cache_ttl", &self.cache_ttl)
+            .field("cache_ttl_with_feed", &self.cache_ttl_with_feed)
             .field("negative_ttl", &self.negative_ttl)
             .field("cache_capacity", &self.cache_capacity)
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_open", &self.breaker_open)
             .field("upstream_timeout", &self.upstream_timeout)
+            .field("resource", &self.resource)
+            .field("feed", &self.feed)
+            .field("feed_idle_timeout", &self.feed_idle_timeout)
             .finish()
     }
 }
@@ -71,12 +97,15 @@ impl ResourceServerConfig {
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
             cache_ttl: Duration::from_secs(5),
+            cache_ttl_with_feed: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(1),
             cache_capacity: 100_000,
             breaker_failures: 5,
             breaker_open: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(2),
             resource: None,
+            feed: true,
+            feed_idle_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -103,8 +132,11 @@ impl Caller {
     }
 }
 
-/// Cheap to clone; every clone shares one cache, breaker and connection pool. Build it after
-/// the process's metrics recorder is installed: it registers its metrics when it is made.
+/// Cheap to clone; every clone shares one cache, breaker, connection pool and feed subscriber.
+/// Build it after the process's metrics recorder is installed: it registers its metrics when it
+/// is made. Build it inside the async runtime that will serve requests (as in an
+/// `#[actix_web::main]` function): the feed's subscriber is spawned on it, and stops when the
+/// last clone is dropped.
 #[derive(Clone)]
 pub struct ResourceServer(Arc<Inner>);
 
@@ -113,9 +145,13 @@ struct Inner {
     cache: Cache,
     breaker: Breaker,
     digester: Digester,
-    cache_ttl: Duration,
-    negative_ttl: Duration,
+    lifetimes: Lifetimes,
+    feed: Arc<Shared>,
+    /// Source of admission stamps (see [`Cached::stamp`]); 0 is never handed out.
+    stamps: AtomicU64,
     counts: Counts,
+    /// Declared last: dropped (and the subscriber stopped) after everything it uses.
+    _subscription: Option<Subscription>,
 }
 
 /// Handles registered once, so the hot path does no metric lookups.
@@ -157,14 +193,47 @@ impl ResourceServer {
             config.upstream_timeout,
         )?
         .for_resource(config.resource.clone());
+        // An answer can be on its way for up to the upstream timeout after its revocation's
+        // event; twice that leaves room for scheduling (within sane bounds, whatever the
+        // configured timeout).
+        let recent_for = config
+            .upstream_timeout
+            .saturating_mul(2)
+            .clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let feed = Arc::new(Shared::new(recent_for));
+        let listener = feed.clone();
+        let cache = cache::build(config.cache_capacity, move |key, value| {
+            if let Some(info) = &value.info {
+                listener.index.forget(key, value.stamp, info);
+            }
+        });
+        let feed_counts = FeedCounts::register();
+        let subscription = if config.feed {
+            let settings = feed::Settings {
+                tessera_url: &config.tessera_url,
+                client_id: &config.client_id,
+                client_secret: &config.client_secret,
+                request_timeout: config.upstream_timeout,
+                idle_timeout: config.feed_idle_timeout,
+            };
+            feed::start(&settings, cache.clone(), feed.clone(), feed_counts)?
+        } else {
+            None
+        };
         Ok(ResourceServer(Arc::new(Inner {
             introspector,
-            cache: cache::build(config.cache_capacity),
+            cache,
             breaker: Breaker::new(config.breaker_failures, config.breaker_open),
             digester: Digester::random(),
-            cache_ttl: config.cache_ttl,
-            negative_ttl: config.negative_ttl,
+            lifetimes: Lifetimes {
+                ttl: config.cache_ttl,
+                ttl_with_feed: config.cache_ttl_with_feed,
+                negative_ttl: config.negative_ttl,
+            },
+            feed,
+            stamps: AtomicU64::new(1),
             counts: Counts::register(),
+            _subscription: subscription,
         })))
     }
 
@@ -172,23 +241,36 @@ impl ResourceServer {
         self.0.breaker.state()
     }
 
+    /// Whether answers are being admitted with the feed's long TTL right now.
+    pub fn feed_status(&self) -> FeedStatus {
+        self.0.feed.status()
+    }
+
     /// Authenticates a bearer token: the caller, or why not.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
         let inner = &*self.0;
         let key = inner.digester.digest(token);
         if let Some(cached) = inner.cache.get(&key).await {
-            let counter = if cached.info.is_some() {
-                &inner.counts.hit
-            } else {
-                &inner.counts.negative_hit
-            };
-            counter.increment(1);
-            return caller_from(cached);
+            if !cached.expired_without_feed(|| inner.feed.coverage(), Instant::now) {
+                let counter = if cached.info.is_some() {
+                    &inner.counts.hit
+                } else {
+                    &inner.counts.negative_hit
+                };
+                counter.increment(1);
+                return caller_from(cached);
+            }
+            // Admitted for the long TTL, and the feed that allowed it is gone: past the short
+            // TTL, ask again. (Checked here rather than by invalidating entries when the feed
+            // drops: a scan at the drop would miss the entries that cross their short TTL later,
+            // while the feed is still down; this check costs one atomic load to an entry the
+            // feed covers, and nothing to the others.)
+            self.remove_admission(key, cached.stamp).await;
         }
         let entry = inner
             .cache
             .entry(key)
-            .or_try_insert_with(self.load(token))
+            .or_try_insert_with(self.load(token, key))
             .await
             .map_err(|shared| (*shared).clone())?;
         if entry.is_fresh() {
@@ -197,11 +279,34 @@ impl ResourceServer {
         } else {
             inner.counts.coalesced.increment(1);
         }
-        caller_from(entry.into_value())
+        let cached = entry.into_value();
+        if let Some(info) = &cached.info {
+            // A revocation whose event was handled after the load looked (and which may have
+            // read the index before this answer was stored) is seen here.
+            if inner.feed.recent.revokes(info, Instant::now()) {
+                self.remove_admission(key, cached.stamp).await;
+                return Err(AuthError::InvalidToken);
+            }
+        }
+        caller_from(cached)
+    }
+
+    /// Removes the entry at `key` if it is still the admission `stamp`: of many requests that
+    /// found one entry unusable, only the first removes it, and the answer another one has
+    /// loaded since stays.
+    async fn remove_admission(&self, key: Digest, stamp: u64) {
+        self.0
+            .cache
+            .entry(key)
+            .and_compute_with(|current| {
+                let same = current.is_some_and(|entry| entry.value().stamp == stamp);
+                std::future::ready(if same { Op::Remove } else { Op::Nop })
+            })
+            .await;
     }
 
     /// One call to Tessera, if the breaker allows it.
-    async fn load(&self, token: &str) -> Result<Cached, AuthError> {
+    async fn load(&self, token: &str, key: Digest) -> Result<Cached, AuthError> {
         let inner = &*self.0;
         let permit = match inner.breaker.admit(Instant::now()) {
             Admission::Call(permit) => permit,
@@ -218,7 +323,22 @@ impl ResourceServer {
                     Verdict::Active(_) => inner.counts.upstream_active.increment(1),
                     Verdict::Inactive => inner.counts.upstream_inactive.increment(1),
                 }
-                Ok(cache::admit(verdict, unix_ms(), inner.cache_ttl, inner.negative_ttl))
+                let verdict = match verdict {
+                    Verdict::Active(info) if inner.feed.recent.revokes(&info, Instant::now()) => {
+                        tracing::debug!("an introspection answer older than a revocation event: inactive");
+                        Verdict::Inactive
+                    }
+                    other => other,
+                };
+                // The epoch is read before the entry is stored: should the feed drop in between,
+                // the entry is already marked as depending on it.
+                let epoch = inner.feed.connected_epoch();
+                let mut cached = cache::admit(verdict, unix_ms(), Instant::now(), &inner.lifetimes, epoch);
+                if let Some(info) = &cached.info {
+                    cached.stamp = inner.stamps.fetch_add(1, Ordering::Relaxed);
+                    inner.feed.index.insert(key, cached.stamp, info);
+                }
+                Ok(cached)
             }
             Err(e) => {
                 permit.failed(done);

@@ -20,6 +20,8 @@ async fn main() -> std::io::Result<()> {
         bind = %listener.local_addr()?,
         tessera = %args.tessera_url,
         cache_ttl_ms = args.cache_ttl_ms,
+        cache_ttl_with_feed_ms = args.cache_ttl_with_feed_ms,
+        feed = !args.no_feed,
         breaker_failures = args.breaker_failures,
         breaker_open_ms = args.breaker_open_ms,
         "api-server listening"

@@ -29,9 +29,21 @@ pub struct ApiArgs {
         hide_env_values = true
     )]
     pub client_secret: String,
-    /// How long an active token's introspection answer is reused (never past the token's exp).
+    /// How long an active token's introspection answer is reused (never past the token's exp)
+    /// while the revocation feed is not connected.
     #[arg(long, env = "API_CACHE_TTL_MS", default_value_t = 5000)]
     pub cache_ttl_ms: u64,
+    /// How long an active token's answer is reused when admitted while the revocation feed is
+    /// connected (never past exp; back to --cache-ttl-ms after admission should the feed drop).
+    #[arg(long, env = "API_CACHE_TTL_WITH_FEED_MS", default_value_t = 300_000)]
+    pub cache_ttl_with_feed_ms: u64,
+    /// Do not subscribe to Tessera's revocation feed (answers are then only ever cached for
+    /// --cache-ttl-ms), e.g. for A/B benchmarks.
+    #[arg(long, env = "API_NO_FEED", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_feed: bool,
+    /// Silence (not even a heartbeat) after which the revocation feed's stream counts as cut.
+    #[arg(long, env = "API_FEED_IDLE_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub feed_idle_timeout_ms: u64,
     /// How long an inactive token's answer is reused.
     #[arg(long, env = "API_NEGATIVE_TTL_MS", default_value_t = 1000)]
     pub negative_ttl_ms: u64,
@@ -60,6 +72,9 @@ impl ApiArgs {
     pub fn resource_server_config(&self) -> ResourceServerConfig {
         ResourceServerConfig {
             cache_ttl: Duration::from_millis(self.cache_ttl_ms),
+            cache_ttl_with_feed: Duration::from_millis(self.cache_ttl_with_feed_ms),
+            feed: !self.no_feed,
+            feed_idle_timeout: Duration::from_millis(self.feed_idle_timeout_ms),
             negative_ttl: Duration::from_millis(self.negative_ttl_ms),
             cache_capacity: self.cache_capacity,
             breaker_failures: self.breaker_failures,
@@ -88,6 +103,9 @@ mod tests {
             ("breaker-failures", "API_BREAKER_FAILURES"),
             ("breaker-open-ms", "API_BREAKER_OPEN_MS"),
             ("resource", "API_RESOURCE"),
+            ("cache-ttl-with-feed-ms", "API_CACHE_TTL_WITH_FEED_MS"),
+            ("no-feed", "API_NO_FEED"),
+            ("feed-idle-timeout-ms", "API_FEED_IDLE_TIMEOUT_MS"),
         ] {
             let arg = cmd
                 .get_arguments()
@@ -121,5 +139,29 @@ mod tests {
         assert_eq!(c.resource.as_deref(), Some("https://api.example"));
         assert_eq!(args.bind, "127.0.0.1:5000");
         assert!(ApiArgs::try_parse_from(["api-server", "--breaker-failures", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_feed_is_on_by_default_with_its_own_ttl_and_can_be_turned_off() {
+        let c = ApiArgs::try_parse_from(["api-server"])
+            .unwrap()
+            .resource_server_config();
+        assert!(c.feed);
+        assert_eq!(c.cache_ttl_with_feed, Duration::from_secs(300));
+        assert_eq!(c.feed_idle_timeout, Duration::from_secs(3));
+        let c = ApiArgs::try_parse_from([
+            "api-server",
+            "--no-feed",
+            "--cache-ttl-with-feed-ms",
+            "60000",
+            "--feed-idle-timeout-ms",
+            "1500",
+        ])
+        .unwrap()
+        .resource_server_config();
+        assert!(!c.feed);
+        assert_eq!(c.cache_ttl_with_feed, Duration::from_secs(60));
+        assert_eq!(c.feed_idle_timeout, Duration::from_millis(1500));
+        assert!(ApiArgs::try_parse_from(["api-server", "--feed-idle-timeout-ms", "0"]).is_err());
     }
 }
