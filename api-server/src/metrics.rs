@@ -31,16 +31,16 @@ pub const HTTP_REQUESTS: &str = "api_http_requests_total";
 pub const HTTP_DURATION: &str = "api_http_request_duration_seconds";
 /// Whether the revocation feed is connected: 1 while its stream is open (answers get the long
 /// TTL), 0 otherwise (off, not advertised, or reconnecting).
-pub const FEED_CONNECTED: &str = "tessera_api_feed_connected";
+pub const FEED_CONNECTED: &str = "api_feed_connected";
 /// Revocation events received, by `type`: `token`, `grant`, `subject`, `client`, `reset` (an
 /// unreadable event counts as a reset, since it is handled as one).
-pub const FEED_EVENTS: &str = "tessera_api_feed_events_total";
+pub const FEED_EVENTS: &str = "api_feed_events_total";
 /// Cache entries removed by revocation events (a reset counts every entry it dropped).
-pub const FEED_EVICTIONS: &str = "tessera_api_feed_evictions_total";
+pub const FEED_EVICTIONS: &str = "api_feed_evictions_total";
 /// Delay from a revocation (its `event_timestamp`, whole seconds) to its event's receipt here.
-pub const FEED_LAG: &str = "tessera_api_feed_lag_seconds";
+pub const FEED_LAG: &str = "api_feed_lag_seconds";
 /// Attempts to open the feed's stream again after a stream ended or could not be opened.
-pub const FEED_RECONNECTS: &str = "tessera_api_feed_reconnects_total";
+pub const FEED_RECONNECTS: &str = "api_feed_reconnects_total";
 
 /// Every metric name, for the documentation and dashboard checks.
 pub const ALL: &[&str] = &[

@@ -11,10 +11,22 @@ pub struct ApiServer {
     pub handle: actix_web::dev::ServerHandle,
 }
 
-/// A resource-server config for `tessera` with the test clients' credentials and `cache_ttl`.
+/// A resource-server config for `tessera` with the test clients' credentials and `cache_ttl`,
+/// without the revocation feed: these tests are about the TTL-only cache (tests/api_feed.rs is
+/// about the feed).
 pub fn config(tessera: &str, cache_ttl: Duration) -> ResourceServerConfig {
     ResourceServerConfig {
         cache_ttl,
+        feed: false,
+        ..ResourceServerConfig::new(tessera, "api-server", "api-secret")
+    }
+}
+
+/// The same with the feed on (the default), and `cache_ttl_with_feed` while it is connected.
+pub fn config_with_feed(tessera: &str, cache_ttl: Duration, cache_ttl_with_feed: Duration) -> ResourceServerConfig {
+    ResourceServerConfig {
+        cache_ttl,
+        cache_ttl_with_feed,
         ..ResourceServerConfig::new(tessera, "api-server", "api-secret")
     }
 }
