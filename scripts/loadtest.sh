@@ -3,7 +3,7 @@
 # and a JSON summary in loadtest-results/.
 #
 #   scripts/loadtest.sh SCENARIO [RUN_TIME=60s] [USERS=64] [-- more goose flags]
-#   SCENARIO: introspect-storm | issue | mixed | code-flow | api
+#   SCENARIO: introspect-storm | issue | mixed | code-flow | api | api-revoke
 #
 # code-flow: each iteration is one full sign-in of a fresh browser session (authorize, login,
 # consent when asked, code exchange with PKCE, one refresh); each user signs in as its own
@@ -15,6 +15,11 @@
 # (http://127.0.0.1:5000): 60% /api/protected, 30% /api/user/profile, 10% /api/data; a live
 # token must get 200, a revoked or unknown one 401. Run the whole demo (scripts/demo.sh) first.
 #
+# api-revoke: the api traffic while the campaign revokes live tokens at Tessera (1% of
+# transactions, at most LOADTEST_REVOCATIONS=5000) and presents them again (a tenth of the calls);
+# a call made more than a second after a revocation was acknowledged must get 401, and the
+# summary counts those served. scripts/feed-campaign.sh runs it with and without the feed.
+#
 # Tessera must be running, for example with the README's first command. Environment:
 #   LOADTEST_HOST (http://127.0.0.1:4000), LOADTEST_DATA_DIR (./data: its admin.json lets the
 #   campaign register resource-server clients and create accounts), LOADTEST_POOL (100000),
@@ -25,14 +30,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenario=${1:?usage: scripts/loadtest.sh introspect-storm|issue|mixed|code-flow|api [RUN_TIME] [USERS]}
+scenario=${1:?usage: scripts/loadtest.sh introspect-storm|issue|mixed|code-flow|api|api-revoke [RUN_TIME] [USERS]}
 run_time=${2:-60s}
 users=${3:-64}
 shift $(( $# < 3 ? $# : 3 ))
 [[ ${1:-} == -- ]] && shift
 case $scenario in
-  introspect-storm|issue|mixed|code-flow|api) ;;
-  *) echo "unknown scenario $scenario: introspect-storm, issue, mixed, code-flow or api" >&2; exit 2 ;;
+  introspect-storm|issue|mixed|code-flow|api|api-revoke) ;;
+  *) echo "unknown scenario $scenario: introspect-storm, issue, mixed, code-flow, api or api-revoke" >&2; exit 2 ;;
 esac
 host=${LOADTEST_HOST:-http://127.0.0.1:4000}
 case $host in

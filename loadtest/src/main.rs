@@ -14,6 +14,8 @@
 //!   after an account's first login, so later ones skip the page. See `code_flow`.
 //! - `api`: resource-server traffic through the demo API (`LOADTEST_API`), with the pool's
 //!   tokens as bearer tokens; every status is checked against the token's state. See `api`.
+//! - `api-revoke`: the same while the campaign revokes live tokens at Tessera, counting any API
+//!   call served with a token revoked more than a second earlier. See `api`.
 //!
 //! The pool (default 100,000 tokens) is issued over HTTP before the clock starts, and the
 //! `code-flow` accounts (default 64) are created through the admin API then too. Settings goose
@@ -30,6 +32,7 @@ use goose::goose::GooseResponse;
 use goose::prelude::*;
 
 use api::{data as api_data, profile as api_profile, protected as api_protected};
+use api::{revoke_live, revoked_or_protected};
 use code_flow::{code_flow, no_redirects};
 use pool::{Client, Expect, Pool, Settings};
 
@@ -162,7 +165,9 @@ fn selected_scenarios(args: &[String]) -> Option<&str> {
 /// Whether the selected scenarios introspect, and so need the pool.
 fn needs_pool(args: &[String]) -> bool {
     match selected_scenarios(args) {
-        Some(s) => s.contains("introspect") || s.contains("mixed") || s.split(',').any(|s| s == "api"),
+        Some(s) => {
+            s.contains("introspect") || s.contains("mixed") || s.split(',').any(|s| s == "api" || s == "apirevoke")
+        }
         None => true,
     }
 }
@@ -215,12 +220,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .register_transaction(transaction!(api_profile).set_weight(3)?)
                 .register_transaction(transaction!(api_data).set_weight(1)?),
         )
+        .register_scenario(
+            scenario!("api-revoke")
+                .register_transaction(transaction!(revoked_or_protected).set_weight(60)?)
+                .register_transaction(transaction!(api_profile).set_weight(30)?)
+                .register_transaction(transaction!(api_data).set_weight(10)?)
+                .register_transaction(transaction!(revoke_live).set_weight(1)?),
+        )
         .set_default(GooseDefault::Host, "http://127.0.0.1:4000")?
         .set_default(GooseDefault::Users, 64)?
         .set_default(GooseDefault::IncreaseRate, "64")?
         .set_default(GooseDefault::RunTime, 60)?
         .execute()
         .await?;
+    if let Some((revoked, checked, served)) = api::revocation_summary() {
+        eprintln!(
+            "api-revoke: {revoked} tokens revoked; {checked} API calls with a token revoked over 1 s earlier, {served} of them served"
+        );
+    }
     if let Some((logins, consent_pages)) = code_flow::summary() {
         // Goose resets its metrics once every user is launched; these count the ramp-up too,
         // where each account's first login (the one that shows the consent page) usually falls.
@@ -252,6 +269,7 @@ mod tests {
         assert!(needs_pool(&args("lt")));
         assert!(needs_pool(&args("lt --scenarios introspectstorm")));
         assert!(needs_pool(&args("lt --scenarios=mixed")));
+        assert!(needs_pool(&args("lt --scenarios apirevoke")));
         assert!(!needs_pool(&args("lt --scenarios issue")));
         assert!(!needs_pool(&args("lt --scenarios codeflow")));
     }

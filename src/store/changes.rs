@@ -127,6 +127,8 @@ pub struct ChangeLog {
 struct Bounds {
     floor: u64,
     pruned: u64,
+    /// Changes held: counted once at open, then kept here (sled's `len` reads the whole tree).
+    count: u64,
 }
 
 /// How many changes a read may pass over per change it may return.
@@ -165,6 +167,7 @@ impl ChangeLog {
         let bounds = Bounds {
             floor: read_u64(&meta, FLOOR)?,
             pruned: read_u64(&meta, PRUNED)?,
+            count: log.len() as u64,
         };
         let last = match log.last()? {
             Some((k, _)) => seq_of(&k)?,
@@ -189,7 +192,8 @@ impl ChangeLog {
         let seq = self.db.generate_id()? + 1;
         self.by_until.insert(until_key(change.until, seq), &[])?;
         self.log.insert(seq.to_be_bytes(), change.encode())?;
-        let over = (self.log.len() as u64).saturating_sub(self.capacity.load(Ordering::Relaxed));
+        bounds.count += 1;
+        let over = bounds.count.saturating_sub(self.capacity.load(Ordering::Relaxed));
         if over > 0 {
             self.drop_oldest(&mut bounds, over)?;
         }
@@ -206,6 +210,7 @@ impl ChangeLog {
             let change = Change::decode(&v)?;
             self.by_until.remove(until_key(change.until, seq))?;
             self.log.remove(&k)?;
+            bounds.count = bounds.count.saturating_sub(1);
             bounds.floor = bounds.floor.max(seq);
             bounds.pruned = bounds.pruned.max(seq);
         }
@@ -286,7 +291,9 @@ impl ChangeLog {
             .collect::<Result<_, _>>()?;
         for k in &expired {
             let seq = seq_of(&k[8..])?;
-            self.log.remove(seq.to_be_bytes())?;
+            if self.log.remove(seq.to_be_bytes())?.is_some() {
+                bounds.count = bounds.count.saturating_sub(1);
+            }
             self.by_until.remove(k)?;
             bounds.pruned = bounds.pruned.max(seq);
         }
@@ -298,11 +305,11 @@ impl ChangeLog {
 
     /// Changes held.
     pub fn len(&self) -> usize {
-        self.log.len()
+        self.write.lock().unwrap_or_else(|p| p.into_inner()).count as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.log.is_empty()
+        self.len() == 0
     }
 }
 
@@ -369,6 +376,7 @@ mod tests {
             .map(|n| log.append(&change(n, 1000, Reach::Everyone)).unwrap())
             .collect();
         assert_eq!(log.len(), 3, "capacity holds");
+        assert_eq!(log.log.len(), 3, "the count kept in memory is the tree's");
         let behind = log.read(seqs[0], 100, |_| true).unwrap();
         assert!(behind.reset, "the change after seqs[0] was dropped unexpired");
         assert_eq!(behind.next, seqs[4]);
