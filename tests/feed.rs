@@ -180,10 +180,14 @@ async fn a_resource_server_sees_only_events_about_its_audience() {
         }
     };
     assert_eq!(seen(("rs-a", "rs-a-secret")).await, [jti_a.clone(), jti_all.clone()]);
-    assert_eq!(seen(("rs-b", "rs-b-secret")).await, [jti_all.clone()], "not a's token");
+    assert_eq!(
+        seen(("rs-b", "rs-b-secret")).await,
+        std::slice::from_ref(&jti_all),
+        "not a's token"
+    );
     assert_eq!(
         seen(API).await,
-        [jti_all.clone()],
+        std::slice::from_ref(&jti_all),
         "a resource server without an indicator is outside every audience"
     );
     // The stream filters the same way: b's stream, resumed from the start, skips a's event.
@@ -245,8 +249,9 @@ async fn grants_users_and_clients_are_named_as_introspection_names_them() {
     assert_eq!(refresh(&s, &r0).await.status, StatusCode::OK);
     let reuse = refresh(&s, &r0).await;
     assert_eq!(reuse.json["error"], "invalid_grant");
-    let e = stream.next(PROMPTLY).await.expect("the grant's event");
-    let set = e.set();
+    // One event per shard that held tokens of the grant, each naming it; on a loaded machine
+    // the second may come late (the user's part below allows for it).
+    let set = stream.next(PROMPTLY).await.expect("the grant's event").set();
     assert_eq!(event_of(&set).0, SESSION_REVOKED);
     assert_eq!(
         set["sub_id"],
@@ -277,10 +282,16 @@ async fn grants_users_and_clients_are_named_as_introspection_names_them() {
     assert_ne!(dora_sub, sub);
     let r = s.admin_call("DELETE", "/admin/users/dora", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The grant's event from another shard may still be on its way on a loaded machine: it
+    // may come first, and names the grant as above.
+    let grant_event = json!({"format": "complex", "session": {"format": "opaque", "id": grant_id}});
     let mut subjects = HashSet::new();
     while let Some(e) = stream.next(Duration::from_millis(500)).await {
         let set = e.set();
         assert_eq!(event_of(&set).0, SESSION_REVOKED);
+        if set["sub_id"] == grant_event {
+            continue;
+        }
         assert_eq!(set["sub_id"]["format"], "iss_sub", "{set}");
         assert_eq!(set["sub_id"]["iss"], set["iss"]);
         subjects.insert(set["sub_id"]["sub"].as_str().unwrap().to_owned());
@@ -295,11 +306,19 @@ async fn grants_users_and_clients_are_named_as_introspection_names_them() {
     s.issue("read").await;
     let r = s.admin_call("POST", "/admin/clients/demo-client/revoke", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let e = stream.next(PROMPTLY).await.expect("the client's event");
-    assert_eq!(
-        e.set()["sub_id"],
-        json!({"format": "complex", "application": {"format": "opaque", "id": "demo-client"}})
-    );
+    let client_event = json!({"format": "complex", "application": {"format": "opaque", "id": "demo-client"}});
+    loop {
+        let set = stream.next(PROMPTLY).await.expect("the client's event").set();
+        if set["sub_id"] == client_event {
+            break;
+        }
+        // Only a late copy of dora's event from another shard may come before it.
+        assert_eq!(
+            set["sub_id"]["sub"].as_str(),
+            subjects.iter().next().map(String::as_str),
+            "{set}"
+        );
+    }
     s.stop().await;
 }
 

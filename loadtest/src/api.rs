@@ -56,7 +56,11 @@ fn revocations() -> &'static Revocations {
 pub fn revocation_summary() -> Option<(usize, u64, u64)> {
     let r = REVOCATIONS.get()?;
     let revoked = r.list.read().map(|l| l.len()).unwrap_or(0);
-    Some((revoked, r.checked.load(Ordering::Relaxed), r.served.load(Ordering::Relaxed)))
+    Some((
+        revoked,
+        r.checked.load(Ordering::Relaxed),
+        r.served.load(Ordering::Relaxed),
+    ))
 }
 
 struct Endpoints {
@@ -141,7 +145,12 @@ async fn call_revoked(
         r.checked.fetch_add(1, Ordering::Relaxed);
         if status == Some(200) {
             r.served.fetch_add(1, Ordering::Relaxed);
-            return user.set_failure("served a token revoked over 1 s earlier", &mut goose.request, None, None);
+            return user.set_failure(
+                "served a token revoked over 1 s earlier",
+                &mut goose.request,
+                None,
+                None,
+            );
         }
     }
     Ok(())
