@@ -263,3 +263,47 @@ async fn killing_and_restarting_tessera_never_leaves_a_revoked_token_served_past
     assert!(refused_after(&api, &tokens[3], Duration::from_secs(5)).await.is_some());
     api.handle.stop(true).await;
 }
+
+/// The sum of Tessera's `tessera_http_requests_total` for `route`.
+async fn tessera_requests(tessera: &TestServer, route: &str) -> f64 {
+    common::api::sum_metric(
+        &tessera.get("/metrics").await.text,
+        "tessera_http_requests_total",
+        &format!("route=\"{route}\""),
+    )
+}
+
+#[actix_rt::test]
+async fn a_storm_of_misses_shares_introspection_calls() {
+    let tessera = TestServer::start("").await;
+    let api = ApiServer::start(tessera_api::ResourceServerConfig {
+        feed: false,
+        ..config_with_feed(&tessera.base, LONG, LONG)
+    })
+    .await;
+    let tokens: Vec<String> = futures_util::future::join_all((0..300).map(|_| tessera.issue("read"))).await;
+    for t in tokens.iter().step_by(10) {
+        tessera.revoke(t).await;
+    }
+    let (single, batch) = (
+        tessera_requests(&tessera, "/oauth/introspect").await,
+        tessera_requests(&tessera, "/oauth/introspect/batch").await,
+    );
+    let answers = futures_util::future::join_all(tokens.iter().map(|t| api.get("/api/protected", Some(t)))).await;
+    for (i, r) in answers.iter().enumerate() {
+        let want = if i % 10 == 0 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(r.status, want, "token {i}: each gets its own verdict");
+    }
+    let calls = tessera_requests(&tessera, "/oauth/introspect").await - single;
+    let batches = tessera_requests(&tessera, "/oauth/introspect/batch").await - batch;
+    println!("300 concurrent misses: {calls} single calls and {batches} batch calls to Tessera");
+    assert!(batches >= 1.0, "concurrent misses went in batches");
+    // Other tests of this binary share the metrics; their few calls fit in the margin.
+    assert!(calls + batches < 150.0, "{calls} + {batches} calls for 300 misses");
+    api.handle.stop(true).await;
+    tessera.stop().await;
+}

@@ -262,9 +262,19 @@ async fn discovery_describes_exactly_what_is_supported() {
     assert_eq!(d["id_token_signing_alg_values_supported"], json!(["RS256", "ES256"]));
     // Every advertised endpoint answers: 405 for GET on a POST-only endpoint, and something
     // other than 404 for the rest.
-    for key in ["token_endpoint", "introspection_endpoint", "revocation_endpoint"] {
+    for key in [
+        "token_endpoint",
+        "introspection_endpoint",
+        "introspection_batch_endpoint",
+        "revocation_endpoint",
+    ] {
         let path = d[key].as_str().unwrap().strip_prefix(&s.base).unwrap().to_owned();
         assert_eq!(s.get(&path).await.status, StatusCode::METHOD_NOT_ALLOWED, "{key}");
+    }
+    // The feed's endpoints answer GET, and want the resource server's credentials.
+    for key in ["revocation_events_endpoint", "revocation_events_stream_endpoint"] {
+        let path = d[key].as_str().unwrap().strip_prefix(&s.base).unwrap().to_owned();
+        assert_eq!(s.get(&path).await.status, StatusCode::UNAUTHORIZED, "{key}");
     }
     for key in [
         "authorization_endpoint",

@@ -49,7 +49,7 @@ pub enum Verdict {
 
 /// Why an introspection call gave no verdict. Every kind counts as a failure for the breaker:
 /// each means Tessera could not vouch for the token just now.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("introspection request failed: {0}")]
     Transport(String),
@@ -129,6 +129,26 @@ impl Audience {
 /// token with no `aud`, or one that does not include it, is inactive here.
 pub fn verdict_from_json(body: &[u8], resource: Option<&str>) -> Result<Verdict, UpstreamError> {
     let answer: Answer = serde_json::from_slice(body).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+    verdict_of(answer, resource)
+}
+
+/// The verdicts of a batch answer (`{"results": [...]}`), one per token asked, in order.
+pub fn verdicts_from_json(body: &[u8], asked: usize, resource: Option<&str>) -> Result<Vec<Verdict>, UpstreamError> {
+    #[derive(Deserialize)]
+    struct Batch {
+        results: Vec<Answer>,
+    }
+    let batch: Batch = serde_json::from_slice(body).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+    if batch.results.len() != asked {
+        return Err(UpstreamError::Malformed(format!(
+            "{} answers for {asked} tokens",
+            batch.results.len()
+        )));
+    }
+    batch.results.into_iter().map(|a| verdict_of(a, resource)).collect()
+}
+
+fn verdict_of(answer: Answer, resource: Option<&str>) -> Result<Verdict, UpstreamError> {
     if !answer.active {
         return Ok(Verdict::Inactive);
     }
@@ -166,6 +186,7 @@ pub fn verdict_from_json(body: &[u8], resource: Option<&str>) -> Result<Verdict,
 pub struct Introspector {
     http: reqwest::Client,
     endpoint: String,
+    batch_endpoint: String,
     authorization: HeaderValue,
     resource: Option<String>,
 }
@@ -174,6 +195,7 @@ impl Introspector {
     /// `tessera_url` is Tessera's base URL; introspection is at `/oauth/introspect` below it.
     pub fn new(tessera_url: &str, client_id: &str, client_secret: &str, timeout: Duration) -> Result<Self, String> {
         let endpoint = format!("{}/oauth/introspect", tessera_url.trim_end_matches('/'));
+        let batch_endpoint = format!("{endpoint}/batch");
         reqwest::Url::parse(&endpoint).map_err(|e| format!("tessera url {tessera_url:?}: {e}"))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -185,6 +207,7 @@ impl Introspector {
         Ok(Introspector {
             http,
             endpoint,
+            batch_endpoint,
             authorization: basic_authorization(client_id, client_secret)?,
             resource: None,
         })
@@ -214,6 +237,30 @@ impl Introspector {
         match status {
             200 => verdict_from_json(&body, self.resource.as_deref()),
             // RFC 7662 §2.3: the resource server itself was not authenticated or not allowed.
+            400 | 401 | 403 => Err(UpstreamError::CredentialsRejected(status)),
+            _ => Err(UpstreamError::Status(status)),
+        }
+    }
+}
+
+impl Introspector {
+    /// One call for several tokens (Tessera's `/oauth/introspect/batch`), a verdict per token in
+    /// order. `Ok(None)`: this Tessera has no batch endpoint (404 or 405), ask one at a time.
+    pub async fn introspect_batch(&self, tokens: &[&str]) -> Result<Option<Vec<Verdict>>, UpstreamError> {
+        let form: Vec<(&str, &str)> = tokens.iter().map(|t| ("token", *t)).collect();
+        let response = self
+            .http
+            .post(&self.batch_endpoint)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(transport_error)?;
+        match status {
+            200 => verdicts_from_json(&body, tokens.len(), self.resource.as_deref()).map(Some),
+            404 | 405 => Ok(None),
             400 | 401 | 403 => Err(UpstreamError::CredentialsRejected(status)),
             _ => Err(UpstreamError::Status(status)),
         }
@@ -307,6 +354,20 @@ mod tests {
         assert_eq!(info.iat, Some(1_800_000_000));
         assert_eq!(info.cache_max_age, Some(5));
         assert_eq!(info.cache_max_age_with_feed, Some(300));
+    }
+
+    #[test]
+    fn a_batch_answer_gives_one_verdict_per_token_in_order() {
+        let body = br#"{"results":[{"active":true,"client_id":"c","scope":"read"},{"active":false},
+            {"active":true,"client_id":"c","token_type":"refresh_token"}]}"#;
+        let v = verdicts_from_json(body, 3, None).unwrap();
+        assert!(matches!(v[0], Verdict::Active(_)));
+        assert_eq!(v[1..], [Verdict::Inactive, Verdict::Inactive]);
+        assert!(matches!(
+            verdicts_from_json(body, 2, None),
+            Err(UpstreamError::Malformed(_))
+        ));
+        assert!(verdicts_from_json(b"[]", 0, None).is_err());
     }
 
     #[test]

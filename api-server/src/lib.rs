@@ -4,6 +4,7 @@
 //! - [`introspect`]: the HTTP client that asks Tessera about a token (RFC 7662);
 //! - [`cache`]: what Tessera said, kept briefly (longer while the feed is connected), keyed by
 //!   a digest of the token;
+//! - [`batch`]: concurrent cache misses sharing introspection calls (Tessera's batch endpoint);
 //! - [`breaker`]: the circuit breaker around introspection calls;
 //! - [`feed`]: the subscriber to Tessera's revocation event feed, which evicts the cached
 //!   answers of revoked tokens within moments (SSE parsing, SET decoding, the index from token,
@@ -49,6 +50,7 @@
 //! }
 //! ```
 
+pub mod batch;
 pub mod breaker;
 pub mod cache;
 pub mod demo_api;

@@ -41,6 +41,8 @@ pub const FEED_EVICTIONS: &str = "api_feed_evictions_total";
 pub const FEED_LAG: &str = "api_feed_lag_seconds";
 /// Attempts to open the feed's stream again after a stream ended or could not be opened.
 pub const FEED_RECONNECTS: &str = "api_feed_reconnects_total";
+/// Tokens carried by one introspection call to Tessera (1 for a single call).
+pub const UPSTREAM_BATCH_SIZE: &str = "api_upstream_batch_size";
 
 /// Every metric name, for the documentation and dashboard checks.
 pub const ALL: &[&str] = &[
@@ -58,6 +60,7 @@ pub const ALL: &[&str] = &[
     FEED_EVICTIONS,
     FEED_LAG,
     FEED_RECONNECTS,
+    UPSTREAM_BATCH_SIZE,
 ];
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -67,6 +70,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// The feed's lag is measured against a timestamp in whole seconds, so it reads between 0 and
 /// about 1 s when all is well; the buckets reach far beyond, to show a feed that falls behind.
 const LAG_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 50.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -80,6 +84,8 @@ pub fn install() -> &'static PrometheusHandle {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
             .expect("the bucket list is non-empty")
             .set_buckets_for_metric(Matcher::Full(FEED_LAG.into()), LAG_BUCKETS)
+            .expect("the bucket list is non-empty")
+            .set_buckets_for_metric(Matcher::Full(UPSTREAM_BATCH_SIZE.into()), BATCH_BUCKETS)
             .expect("the bucket list is non-empty")
             .install_recorder()
             .expect("no other metrics recorder is installed in this process");
@@ -102,6 +108,10 @@ pub fn describe() {
     describe_counter!(CACHE_LOOKUPS, "Introspection cache lookups by result");
     describe_gauge!(CACHE_ENTRIES, "Entries in the introspection cache");
     describe_counter!(UPSTREAM_CALLS, "Introspection calls to Tessera by outcome");
+    describe_histogram!(
+        UPSTREAM_BATCH_SIZE,
+        "Tokens carried by one introspection call to Tessera (concurrent misses share calls)"
+    );
     describe_histogram!(
         UPSTREAM_DURATION,
         Unit::Seconds,

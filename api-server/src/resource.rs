@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, Histogram};
 use moka::ops::compute::Op;
 
+use crate::batch::Batcher;
 use crate::breaker::{Admission, Breaker, BreakerState};
 use crate::cache::{self, Cache, Cached, Digest, Digester, Lifetimes};
 use crate::error::AuthError;
@@ -67,6 +68,8 @@ pub struct ResourceServerConfig {
     pub feed: bool,
     /// Silence (not even a heartbeat) after which the feed's stream counts as cut.
     pub feed_idle_timeout: Duration,
+    /// Whether concurrent misses share introspection calls (see [`crate::batch`]).
+    pub introspect_batch: bool,
 }
 
 impl std::fmt::Debug for ResourceServerConfig {
@@ -85,6 +88,7 @@ impl std::fmt::Debug for ResourceServerConfig {
             .field("resource", &self.resource)
             .field("feed", &self.feed)
             .field("feed_idle_timeout", &self.feed_idle_timeout)
+            .field("introspect_batch", &self.introspect_batch)
             .finish()
     }
 }
@@ -106,6 +110,7 @@ impl ResourceServerConfig {
             resource: None,
             feed: true,
             feed_idle_timeout: Duration::from_secs(3),
+            introspect_batch: true,
         }
     }
 }
@@ -141,7 +146,8 @@ impl Caller {
 pub struct ResourceServer(Arc<Inner>);
 
 struct Inner {
-    introspector: Introspector,
+    /// The introspection client, behind the grouping of concurrent misses.
+    upstream: Batcher,
     cache: Cache,
     breaker: Breaker,
     digester: Digester,
@@ -221,7 +227,7 @@ impl ResourceServer {
             None
         };
         Ok(ResourceServer(Arc::new(Inner {
-            introspector,
+            upstream: Batcher::new(introspector, config.introspect_batch),
             cache,
             breaker: Breaker::new(config.breaker_failures, config.breaker_open),
             digester: Digester::random(),
@@ -313,7 +319,7 @@ impl ResourceServer {
             Admission::Refused { retry_after } => return Err(AuthError::Unavailable { retry_after }),
         };
         let started = Instant::now();
-        let answer = inner.introspector.introspect(token).await;
+        let answer = inner.upstream.introspect(token).await;
         let done = Instant::now();
         inner.counts.upstream_duration.record(done - started);
         match answer {

@@ -21,6 +21,8 @@ pub fn metadata(authority: &Authority) -> serde_json::Value {
         "authorization_endpoint": format!("{issuer}/oauth/authorize"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        // Tessera's own member: many tokens in one call (README, "Endpoints").
+        "introspection_batch_endpoint": format!("{issuer}/oauth/introspect/batch"),
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
         "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
         "jwks_uri": format!("{issuer}/oauth/jwks"),

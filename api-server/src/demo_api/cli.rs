@@ -41,6 +41,10 @@ pub struct ApiArgs {
     /// --cache-ttl-ms), e.g. for A/B benchmarks.
     #[arg(long, env = "API_NO_FEED", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_feed: bool,
+    /// Make one introspection call per cache miss, even when many misses are out at once
+    /// (by default, past four calls in flight, concurrent misses share batch calls).
+    #[arg(long, env = "API_NO_INTROSPECT_BATCH", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_introspect_batch: bool,
     /// Silence (not even a heartbeat) after which the revocation feed's stream counts as cut.
     #[arg(long, env = "API_FEED_IDLE_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
     pub feed_idle_timeout_ms: u64,
@@ -74,6 +78,7 @@ impl ApiArgs {
             cache_ttl: Duration::from_millis(self.cache_ttl_ms),
             cache_ttl_with_feed: Duration::from_millis(self.cache_ttl_with_feed_ms),
             feed: !self.no_feed,
+            introspect_batch: !self.no_introspect_batch,
             feed_idle_timeout: Duration::from_millis(self.feed_idle_timeout_ms),
             negative_ttl: Duration::from_millis(self.negative_ttl_ms),
             cache_capacity: self.cache_capacity,
@@ -147,6 +152,7 @@ mod tests {
             .unwrap()
             .resource_server_config();
         assert!(c.feed);
+        assert!(c.introspect_batch, "misses share calls by default");
         assert_eq!(c.cache_ttl_with_feed, Duration::from_secs(300));
         assert_eq!(c.feed_idle_timeout, Duration::from_secs(3));
         let c = ApiArgs::try_parse_from([
@@ -156,10 +162,12 @@ mod tests {
             "60000",
             "--feed-idle-timeout-ms",
             "1500",
+            "--no-introspect-batch",
         ])
         .unwrap()
         .resource_server_config();
         assert!(!c.feed);
+        assert!(!c.introspect_batch);
         assert_eq!(c.cache_ttl_with_feed, Duration::from_secs(60));
         assert_eq!(c.feed_idle_timeout, Duration::from_millis(1500));
         assert!(ApiArgs::try_parse_from(["api-server", "--feed-idle-timeout-ms", "0"]).is_err());
