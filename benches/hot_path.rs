@@ -156,12 +156,15 @@ fn load(c: &mut Criterion, f: &Fixture) {
 
 fn authority(f: &Fixture, router: &ShardRouter) -> Authority {
     let keys = SigningKeys::load_or_create(f._dir.path(), Algorithm::ES256, tessera::unix_now()).expect("keys");
+    let event_keys = SigningKeys::load_or_create(&f._dir.path().join("events"), Algorithm::ES256, tessera::unix_now())
+        .expect("keys");
     Authority::new(
         f.key.clone(),
         f.store.clients().expect("clients"),
         f.store.users().expect("users"),
         router.clone(),
         keys,
+        event_keys,
         AuthorityConfig::new("http://127.0.0.1:4000"),
     )
 }

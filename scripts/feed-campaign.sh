@@ -3,7 +3,7 @@
 # demo API with the feed and through one without (`--no-feed`), each on a fresh Tessera, and
 # what each API asked Tessera meanwhile.
 #
-#   scripts/feed-campaign.sh [RUN_TIME=60s] [USERS=64]
+#   [CAMPAIGNS="api api-revoke"] [MODES="feed ttl"] scripts/feed-campaign.sh [RUN_TIME=60s] [USERS=64]
 #
 # Prints, per campaign and API, goose's summary line, the API's introspection calls to Tessera
 # (api_upstream_introspections_total) and, for api-revoke, the count of calls served with a
@@ -23,8 +23,8 @@ out=bench-results/feed-campaign.txt
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 trap stop EXIT
-for campaign in api api-revoke; do
-  for mode in feed ttl; do
+for campaign in ${CAMPAIGNS:-api api-revoke}; do
+  for mode in ${MODES:-feed ttl}; do
     work=$(mktemp -d)
     sed "s|^data_dir = .*|data_dir = \"$work/data\"|; s|^bind = .*|bind = \"127.0.0.1:4940\"|; s|^issuer = .*|issuer = \"http://127.0.0.1:4940\"|" tessera.toml > "$work/tessera.toml"
     TESSERA_LOG=warn TESSERA_AUDIT_LOG=off ./target/release/tessera serve --config "$work/tessera.toml" 2>"$work/tessera.log" &
@@ -37,19 +37,12 @@ for campaign in api api-revoke; do
     [[ $mode == feed ]] && for _ in $(seq 100); do curl -s http://127.0.0.1:4941/health | grep -q '"feed":"connected"' && break; sleep 0.1; done
     LOADTEST_HOST=http://127.0.0.1:4940 LOADTEST_API=http://127.0.0.1:4941 LOADTEST_DATA_DIR="$work/data" \
       ./target/release/tessera-loadtest --host http://127.0.0.1:4940 --scenarios "${campaign//-/}" \
-      --users "$users" --increase-rate "$users" --run-time "$run_time" --report-file "$work/report.json" \
+      --users "$users" --increase-rate "$users" --run-time "$run_time" \
       --no-print-metrics 2>&1 | grep -E '^api-revoke:' | sed "s/^/$campaign $mode /" | tee -a "$out" || true
-    python3 - "$work/report.json" "$campaign" "$mode" <<'PY' | tee -a "$out"
-import json, sys
-report, campaign, mode = sys.argv[1:]
-r = json.load(open(report))
-reqs = r.get("raw_request_metrics") or r.get("requests") or []
-total = sum(m.get("raw_data", {}).get("counter", 0) for m in reqs) if reqs else 0
-failed = sum(m.get("fail_count", 0) for m in reqs) if reqs else 0
-print(f"{campaign} {mode} goose requests={total} failed={failed}")
-PY
-    upstream=$(curl -s http://127.0.0.1:4941/metrics | awk '/^api_upstream_introspections_total/ {s += $2} END {print s + 0}')
-    echo "$campaign $mode upstream_introspections=$upstream" | tee -a "$out"
+    metrics=$(curl -s http://127.0.0.1:4941/metrics)
+    sum() { awk -v name="$1" 'index($0, name) == 1 {s += $NF} END {print s + 0}' <<<"$metrics"; }
+    echo "$campaign $mode api_requests=$(sum 'api_http_requests_total{') upstream_introspections=$(sum 'api_upstream_introspections_total{')" \
+      "feed_events=$(sum 'api_feed_lag_seconds_count') feed_events_within_1s=$(sum 'api_feed_lag_seconds_bucket{le=\"1\"}')" | tee -a "$out"
     stop
     rm -rf "$work"
   done

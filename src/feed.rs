@@ -16,7 +16,9 @@
 //!
 //! # Costs
 //! A SET is signed once, whatever the number of subscribers: signatures are kept by sequence
-//! number for a while. Signing runs on the blocking pool, not on an HTTP worker.
+//! number for a while. Signing runs on the blocking pool, not on an HTTP worker, and with the
+//! feed's own ES256 key (in the JWKS beside the ID-token keys): an RS256 signature takes about
+//! 2 ms here, and under load the feed fell seconds behind a revocation rate ES256 keeps up with.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -196,7 +198,7 @@ impl Feed {
         let signed = tokio::task::spawn_blocking(move || {
             claims
                 .iter()
-                .map(|c| authority.sign_jwt("secevent+jwt", c))
+                .map(|c| authority.sign_event(c))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await

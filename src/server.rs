@@ -73,6 +73,11 @@ impl Engine {
         let clients = store.clients().map_err(store_err)?;
         let users = store.users().map_err(store_err)?;
         let signing = SigningKeys::load_or_create(&settings.data_dir, settings.id_token_alg, crate::unix_now())?;
+        let event_signing = SigningKeys::load_or_create(
+            &settings.data_dir.join("events"),
+            crate::signing::Algorithm::ES256,
+            crate::unix_now(),
+        )?;
         let partitions = store
             .partitions(settings.shards, crate::unix_now())
             .map_err(store_err)?;
@@ -85,6 +90,7 @@ impl Engine {
             users,
             shards,
             signing,
+            event_signing,
             AuthorityConfig {
                 issuer,
                 access_ttl: settings.access_token_ttl,

@@ -95,12 +95,20 @@ async fn rotated_keys_stay_published_while_their_tokens_live() {
     let jwks = s.get("/oauth/jwks").await;
     assert_eq!(jwks.status, StatusCode::OK);
     let keys = jwks.json["keys"].as_array().unwrap().clone();
-    assert_eq!(keys.len(), 1);
+    // The ID-token key first, then the revocation feed's own key (always ES256).
+    assert_eq!(keys.len(), 2);
     assert_eq!(
         (keys[0]["kty"].as_str(), keys[0]["alg"].as_str()),
         (Some("RSA"), Some("RS256"))
     );
-    assert!(keys[0].get("d").is_none(), "no private part is published");
+    assert_eq!(
+        (keys[1]["kty"].as_str(), keys[1]["alg"].as_str()),
+        (Some("EC"), Some("ES256"))
+    );
+    assert!(
+        keys.iter().all(|k| k.get("d").is_none()),
+        "no private part is published"
+    );
     let old = tokens(&s, &mut b, "openid").await["id_token"]
         .as_str()
         .unwrap()
@@ -118,7 +126,9 @@ async fn rotated_keys_stay_published_while_their_tokens_live() {
     let jwks = s.get("/oauth/jwks").await.json;
     let kids: Vec<&Value> = jwks["keys"].as_array().unwrap().iter().map(|k| &k["kid"]).collect();
     assert!(kids.contains(&&keys[0]["kid"]), "the retired key is still published");
+    assert!(kids.contains(&&keys[1]["kid"]), "and the feed's retired key");
     assert!(kids.contains(&&new_kid));
+    assert_eq!(kids.len(), 4, "the feed's key turned over with the ID-token key");
     let new = tokens(&s, &mut b, "openid").await["id_token"]
         .as_str()
         .unwrap()

@@ -317,13 +317,36 @@ impl Authority {
         Ok(keys.sign_typed(typ, claims))
     }
 
-    /// The JWK Set to publish: the active key and retired keys whose ID tokens may still be
-    /// valid.
-    pub fn jwks(&self, now: u64) -> serde_json::Value {
-        match self.inner.signing.read() {
-            Ok(keys) => keys.jwks(now, self.inner.access_ttl),
-            Err(_) => serde_json::json!({ "keys": [] }),
+    /// `claims` as a Security Event Token (`typ` `secevent+jwt`), signed with the feed's key.
+    pub fn sign_event<T: serde::Serialize>(&self, claims: &T) -> Result<String, AuthorityError> {
+        let keys = self
+            .inner
+            .event_signing
+            .read()
+            .map_err(|_| AuthorityError::Internal("the event keys lock is poisoned".into()))?;
+        Ok(keys.sign_typed("secevent+jwt", claims))
+    }
+
+    /// The algorithm of the feed's SETs, for discovery.
+    pub fn event_signing_algorithm(&self) -> &'static str {
+        match self.inner.event_signing.read() {
+            Ok(keys) => keys.active().1.as_str(),
+            Err(_) => crate::signing::Algorithm::ES256.as_str(),
         }
+    }
+
+    /// The JWK Set to publish: the active keys (ID tokens, and the feed's SETs) and retired
+    /// keys whose tokens may still be valid.
+    pub fn jwks(&self, now: u64) -> serde_json::Value {
+        let mut keys = Vec::new();
+        for set in [&self.inner.signing, &self.inner.event_signing] {
+            if let Ok(set) = set.read() {
+                if let Some(published) = set.jwks(now, self.inner.access_ttl)["keys"].as_array() {
+                    keys.extend(published.iter().cloned());
+                }
+            }
+        }
+        serde_json::json!({ "keys": keys })
     }
 
     /// Algorithms of the held signing keys, for discovery.
@@ -339,6 +362,15 @@ impl Authority {
         // Made before the write lock is taken: while an RSA key is generated, ID tokens are
         // still signed and the JWKS still served.
         let fresh = crate::signing::NewKey::generate(alg, now).map_err(|e| AuthorityError::Internal(e.to_string()))?;
+        // The feed's key turns over with it: one command retires every key in use.
+        let fresh_event = crate::signing::NewKey::generate(crate::signing::Algorithm::ES256, now)
+            .map_err(|e| AuthorityError::Internal(e.to_string()))?;
+        self.inner
+            .event_signing
+            .write()
+            .map_err(|_| AuthorityError::Internal("the event keys lock is poisoned".into()))?
+            .rotate_to(fresh_event, now, self.inner.access_ttl)
+            .map_err(|e| AuthorityError::Internal(e.to_string()))?;
         let mut keys = self
             .inner
             .signing

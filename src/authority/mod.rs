@@ -232,6 +232,10 @@ struct Inner {
     users: UserRegistry,
     shards: ShardRouter,
     signing: RwLock<SigningKeys>,
+    /// The keys of the revocation feed's SETs: always ES256, whatever `id_token_alg` is, since
+    /// an RSA signature costs milliseconds and a feed signs every revocation
+    /// (BENCHMARKS.md, "The revocation feed").
+    event_signing: RwLock<SigningKeys>,
     issuer: Arc<str>,
     access_ttl: u64,
     refresh_ttl: Option<u64>,
@@ -258,6 +262,7 @@ impl Authority {
         users: UserRegistry,
         shards: ShardRouter,
         signing: SigningKeys,
+        event_signing: SigningKeys,
         config: AuthorityConfig,
     ) -> Self {
         let decoy = key.secret_digest("tessera-decoy-secret");
@@ -270,6 +275,7 @@ impl Authority {
                 users,
                 shards,
                 signing: RwLock::new(signing),
+                event_signing: RwLock::new(event_signing),
                 issuer: config.issuer,
                 access_ttl: config.access_ttl.as_secs(),
                 refresh_ttl: config.refresh_ttl.map(|d| d.as_secs()),

@@ -48,7 +48,7 @@ pub fn metadata(authority: &Authority) -> serde_json::Value {
         "revocation_events_endpoint": format!("{issuer}/oauth/revocations"),
         "revocation_events_stream_endpoint": format!("{issuer}/oauth/revocations/stream"),
         "revocation_event_types_supported": crate::feed::EVENT_TYPES,
-        "revocation_events_signing_alg_values_supported": authority.signing_algorithms(),
+        "revocation_events_signing_alg_values_supported": [authority.event_signing_algorithm()],
         "revocation_events_auth_methods_supported": ["client_secret_basic"],
     })
 }
