@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use awc::http::StatusCode;
 use common::api::{config, ApiServer};
-use common::{client, ServerProcess};
+use common::ServerProcess;
 use tessera_api::ResourceServerConfig;
 
 const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(600);
@@ -25,17 +25,6 @@ async fn start_tessera(dir: &Path, bind: &str) -> (ServerProcess, String) {
     );
     std::fs::write(dir.join("tessera.toml"), toml).unwrap();
     common::spawn_tessera(dir).await
-}
-
-async fn issue(base: &str) -> String {
-    let mut r = client()
-        .post(format!("{base}/oauth/token"))
-        .basic_auth("demo-client", "demo-secret")
-        .send_form(&[("grant_type", "client_credentials"), ("scope", "read")])
-        .await
-        .unwrap();
-    let v: serde_json::Value = r.json().await.unwrap();
-    v["access_token"].as_str().unwrap().to_owned()
 }
 
 fn signal(process: &ServerProcess, sig: &str) {
@@ -78,9 +67,9 @@ async fn the_breaker_opens_fails_fast_and_closes_again() {
         ..config(&base, Duration::from_secs(60))
     })
     .await;
-    let cached = issue(&base).await;
-    let uncached = issue(&base).await;
-    let also_uncached = issue(&base).await;
+    let cached = common::issue_at(&base).await;
+    let uncached = common::issue_at(&base).await;
+    let also_uncached = common::issue_at(&base).await;
     assert_eq!(api.get("/api/protected", Some(&cached)).await.status, StatusCode::OK);
 
     // Tessera hangs (SIGSTOP): each call waits for the timeout, and three of them open the breaker.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use awc::http::StatusCode;
 use common::api::{config_with_feed, ApiServer};
 use common::browser::{authorize_query, Browser, VERIFIER};
-use common::{client, TestServer};
-use serde_json::{json, Value};
+use common::{issue_at, revoke_at, TestServer};
+use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(300);
 const SHORT: Duration = Duration::from_secs(1);
@@ -172,29 +172,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-async fn issue_at(base: &str) -> String {
-    let mut r = client()
-        .post(format!("{base}/oauth/token"))
-        .basic_auth("demo-client", "demo-secret")
-        .send_form(&[("grant_type", "client_credentials"), ("scope", "read")])
-        .await
-        .unwrap();
-    r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn revoke_at(base: &str, token: &str) {
-    let r = client()
-        .post(format!("{base}/oauth/revoke"))
-        .basic_auth("demo-client", "demo-secret")
-        .send_form(&[("token", token)])
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[actix_rt::test]

@@ -15,7 +15,7 @@ use common::browser::{authorize_query, Browser, VERIFIER};
 use common::feed::{
     event_of, poll, polled_sets, revoked_jti, set_payload, verifies_es256, verifies_es256_typed, EventStream,
 };
-use common::{client, Reply, TestServer};
+use common::{client, issue_at, revoke_at, Reply, TestServer};
 use serde_json::{json, Value};
 
 const API: (&str, &str) = ("api-server", "api-secret");
@@ -356,19 +356,6 @@ fn write_config(dir: &std::path::Path) {
     std::fs::write(dir.join("tessera.toml"), toml).unwrap();
 }
 
-async fn issue_at(base: &str) -> String {
-    let mut r = client()
-        .post(format!("{base}/oauth/token"))
-        .basic_auth("demo-client", "demo-secret")
-        .send_form(&[("grant_type", "client_credentials"), ("scope", "read")])
-        .await
-        .unwrap();
-    r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn jti_at(base: &str, token: &str) -> String {
     let mut r = client()
         .post(format!("{base}/oauth/introspect"))
@@ -389,19 +376,7 @@ async fn an_acknowledged_revocation_is_in_the_log_after_a_sigkill() {
     for t in &tokens {
         jtis.push(jti_at(&base, t).await);
     }
-    let revocations = tokens.iter().map(|t| {
-        let base = base.clone();
-        async move {
-            let r = client()
-                .post(format!("{base}/oauth/revoke"))
-                .basic_auth("demo-client", "demo-secret")
-                .send_form(&[("token", t.as_str())])
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-        }
-    });
-    futures_util::future::join_all(revocations).await;
+    futures_util::future::join_all(tokens.iter().map(|t| revoke_at(&base, t))).await;
     // Killed the moment the last acknowledgement arrived: no flush of its own.
     tessera.kill();
     let (_again, base) = common::spawn_tessera(dir.path()).await;
@@ -415,13 +390,7 @@ async fn an_acknowledged_revocation_is_in_the_log_after_a_sigkill() {
     let head: u64 = r.json["last"].as_str().unwrap().parse().unwrap();
     let t = issue_at(&base).await;
     let jti = jti_at(&base, &t).await;
-    let ok = client()
-        .post(format!("{base}/oauth/revoke"))
-        .basic_auth("demo-client", "demo-secret")
-        .send_form(&[("token", t.as_str())])
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 200);
+    revoke_at(&base, &t).await;
     let next = poll(&base, API, Some(&head.to_string())).await;
     let sets = polled_sets(&next);
     assert_eq!(sets.len(), 1, "numbers after a restart follow the ones before");

@@ -333,6 +333,29 @@ impl Reply {
     }
 }
 
+/// A client-credentials token for demo-client from the Tessera at `base` (a spawned binary).
+pub async fn issue_at(base: &str) -> String {
+    let mut r = client()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("demo-client", "demo-secret")
+        .send_form(&[("grant_type", "client_credentials"), ("scope", "read")])
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    v["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Revokes `token` as demo-client at the Tessera at `base`, and checks that it answered 200.
+pub async fn revoke_at(base: &str, token: &str) {
+    let r = client()
+        .post(format!("{base}/oauth/revoke"))
+        .basic_auth("demo-client", "demo-secret")
+        .send_form(&[("token", token)])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 /// Starts the tessera binary on `<dir>/tessera.toml` (whose `data_dir` is `<dir>/data`) and
 /// returns once it answers `/ready`, with its base URL (read from the `admin.json` it writes,
 /// so `bind` may use port 0).
