@@ -127,6 +127,13 @@ pub fn admit(verdict: Verdict, now_ms: u64, now: Instant, lifetimes: &Lifetimes,
     }
 }
 
+/// Now, in milliseconds since the Unix epoch, the clock [`admit`] is given.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Per-entry expiry: each entry lives for the TTL [`admit`] gave it.
 struct ByAnswer;
 

@@ -529,7 +529,7 @@ async fn handle(cache: &Cache, shared: &Shared, counts: &FeedCounts, name: &str,
 
 /// Applies one decoded event; returns how many entries it removed.
 pub(crate) async fn apply(cache: &Cache, shared: &Shared, counts: &FeedCounts, event: &FeedEvent, issuer: &str) -> u64 {
-    let now_ms = unix_ms();
+    let now_ms = crate::cache::unix_ms();
     counts.events(&event.revoked).increment(1);
     if let Some(ts) = event.event_timestamp {
         counts.lag.record((now_ms as f64 / 1000.0 - ts as f64).max(0.0));
@@ -602,12 +602,6 @@ impl Backoff {
     fn reset(&mut self) {
         self.window = self.first;
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -741,7 +735,7 @@ mod tests {
     fn event(revoked: Revoked) -> FeedEvent {
         FeedEvent {
             revoked,
-            event_timestamp: Some(unix_ms() / 1000),
+            event_timestamp: Some(crate::cache::unix_ms() / 1000),
         }
     }
 

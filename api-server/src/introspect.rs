@@ -224,16 +224,9 @@ impl Introspector {
 
     /// One introspection call.
     pub async fn introspect(&self, token: &str) -> Result<Verdict, UpstreamError> {
-        let response = self
-            .http
-            .post(&self.endpoint)
-            .header(AUTHORIZATION, self.authorization.clone())
-            .form(&[("token", token), ("token_type_hint", "access_token")])
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport_error)?;
+        let (status, body) = self
+            .post(&self.endpoint, &[("token", token), ("token_type_hint", "access_token")])
+            .await?;
         match status {
             200 => verdict_from_json(&body, self.resource.as_deref()),
             // RFC 7662 §2.3: the resource server itself was not authenticated or not allowed.
@@ -241,29 +234,33 @@ impl Introspector {
             _ => Err(UpstreamError::Status(status)),
         }
     }
-}
 
-impl Introspector {
     /// One call for several tokens (Tessera's `/oauth/introspect/batch`), a verdict per token in
     /// order. `Ok(None)`: this Tessera has no batch endpoint (404 or 405), ask one at a time.
     pub async fn introspect_batch(&self, tokens: &[&str]) -> Result<Option<Vec<Verdict>>, UpstreamError> {
         let form: Vec<(&str, &str)> = tokens.iter().map(|t| ("token", *t)).collect();
-        let response = self
-            .http
-            .post(&self.batch_endpoint)
-            .header(AUTHORIZATION, self.authorization.clone())
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport_error)?;
+        let (status, body) = self.post(&self.batch_endpoint, &form).await?;
         match status {
             200 => verdicts_from_json(&body, tokens.len(), self.resource.as_deref()).map(Some),
             404 | 405 => Ok(None),
             400 | 401 | 403 => Err(UpstreamError::CredentialsRejected(status)),
             _ => Err(UpstreamError::Status(status)),
         }
+    }
+
+    /// POSTs `form` to `url` as this resource server; the status and the body.
+    async fn post(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), UpstreamError> {
+        let response = self
+            .http
+            .post(url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .form(form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(transport_error)?;
+        Ok((status, body.to_vec()))
     }
 }
 

@@ -339,7 +339,7 @@ impl ResourceServer {
                 // The epoch is read before the entry is stored: should the feed drop in between,
                 // the entry is already marked as depending on it.
                 let epoch = inner.feed.connected_epoch();
-                let mut cached = cache::admit(verdict, unix_ms(), Instant::now(), &inner.lifetimes, epoch);
+                let mut cached = cache::admit(verdict, cache::unix_ms(), Instant::now(), &inner.lifetimes, epoch);
                 if let Some(info) = &cached.info {
                     cached.stamp = inner.stamps.fetch_add(1, Ordering::Relaxed);
                     inner.feed.index.insert(key, cached.stamp, info);
@@ -366,12 +366,6 @@ fn record_failure(e: &UpstreamError) {
 /// an active entry by the token's `exp`, and the cache checks each entry's end on every read.
 fn caller_from(cached: Cached) -> Result<Caller, AuthError> {
     cached.info.map(Caller).ok_or(AuthError::InvalidToken)
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
