@@ -3,7 +3,7 @@
 //! refresh tokens only for `offline_access`, per-client rates, failed authentications slowed
 //! per client and address, trusted proxies, and per-address limits on the browser endpoints.
 
-mod common;
+use crate::common;
 
 use awc::http::StatusCode;
 use common::browser::{authorize_query, Browser, REDIRECT, VERIFIER};

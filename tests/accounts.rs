@@ -2,7 +2,7 @@
 //! and an administrator's "revoke all" take every token on every shard, durably; config-owned
 //! entries are refused to the admin API and the CLI; a data-subject export.
 
-mod common;
+use crate::common;
 
 use awc::http::StatusCode;
 use common::browser::{self, Browser};

@@ -1,7 +1,7 @@
 //! Malformed and hostile requests: each gets a clear RFC 6749 §5.2 error or a plain HTTP error,
 //! never a 500 and never a panic.
 
-mod common;
+use crate::common;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;

@@ -4,7 +4,7 @@
 //!
 //! Needs node, Chromium and playwright-core (see tests/common/node.rs); they never skip.
 
-mod common;
+use crate::common;
 
 use awc::http::StatusCode;
 use common::browser::{authorize_query, query_of, REDIRECT, VERIFIER};

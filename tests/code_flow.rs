@@ -2,7 +2,7 @@
 //! with PKCE, the token endpoint's code and refresh grants with rotation and reuse detection,
 //! revocation of a grant's tokens, and where each error goes.
 
-mod common;
+use crate::common;
 
 use awc::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -3,7 +3,7 @@
 //! active (unless a revocation of it was attempted), and every revocation that returned 200 must
 //! stay revoked.
 
-mod common;
+use crate::common;
 
 use std::cell::RefCell;
 use std::collections::HashSet;

@@ -6,7 +6,7 @@
 //!
 //! Needs node, Chromium and playwright-core (see tests/common/node.rs); it never skips.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

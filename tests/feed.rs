@@ -5,7 +5,7 @@
 //! revocation is in the log after a SIGKILL. And introspection shaped for caches: batches, and
 //! answers as signed JWTs (RFC 9701).
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

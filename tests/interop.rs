@@ -3,7 +3,7 @@
 //! the test browser), validates ID tokens against the JWKS, reads userinfo, and refreshes with
 //! rotation and reuse detection, once per ID-token algorithm.
 
-mod common;
+use crate::common;
 
 use common::browser::{Browser, REDIRECT};
 use common::TestServer;

@@ -1,7 +1,7 @@
 //! The OAuth endpoints over HTTP against a real server: client credentials, introspection,
 //! revocation and discovery.
 
-mod common;
+use crate::common;
 
 use awc::http::StatusCode;
 use common::TestServer;

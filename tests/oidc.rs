@@ -2,7 +2,7 @@
 //! the JWKS and key rotation, RP-initiated logout, `prompt=login`, and user management on the
 //! command line.
 
-mod common;
+use crate::common;
 
 use awc::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

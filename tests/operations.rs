@@ -1,6 +1,6 @@
 //! Operations surface: health, readiness, Prometheus metrics, the admin API, and the CLI.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The demo API in front of a real Tessera: which tokens get in, where, and what the others hear
 //! (RFC 6750 §3), plus the profile update's input checks.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

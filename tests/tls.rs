@@ -1,7 +1,7 @@
 //! https on the public listener: a self-signed certificate made here, a client that trusts only
 //! it, HSTS on https answers and not on http, an https issuer, and the `__Host-` cookies.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
