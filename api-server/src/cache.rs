@@ -7,6 +7,12 @@
 //! - an active answer is kept for at most its TTL and never past the token's own `exp`; an
 //!   inactive answer is kept for the (shorter) negative TTL, so a flood of made-up tokens costs
 //!   one call to Tessera per token and per negative TTL, not one per request;
+//! - an inactive answer admitted while the feed is connected is kept for the longer
+//!   `negative_ttl_with_feed`. That costs no safety: an inactive token (unknown, expired,
+//!   revoked, for another audience) never turns active at Tessera, so keeping the answer only
+//!   ever refuses. It stays short without the feed so that an operator's mistake (Tessera
+//!   started on the wrong data for a moment) is forgotten within a second; with the feed, a
+//!   Tessera whose log went backwards sends a reset, and a reset drops every entry;
 //! - the TTL of an active answer is the short one (`cache_ttl`, bounded by Tessera's
 //!   `cache_max_age` hint) unless the revocation feed is connected when it is admitted: then it
 //!   is the long one (`cache_ttl_with_feed`, bounded by the `cache_max_age_with_feed` hint);
@@ -38,8 +44,10 @@ pub struct Lifetimes {
     pub ttl: Duration,
     /// An active answer admitted while the feed is connected.
     pub ttl_with_feed: Duration,
-    /// An inactive answer.
+    /// An inactive answer, without the feed.
     pub negative_ttl: Duration,
+    /// An inactive answer admitted while the feed is connected.
+    pub negative_ttl_with_feed: Duration,
 }
 
 /// What an entry admitted under the feed needs to fall back when the feed drops.
@@ -83,11 +91,15 @@ impl Cached {
 ///
 /// An active answer lives `min(ttl, cache_max_age, exp − now)` without the feed, and
 /// `min(ttl_with_feed, cache_max_age_with_feed, exp − now)` with it; hints Tessera did not send
-/// do not bound. One whose `exp` has already passed is cached as inactive.
+/// do not bound. One whose `exp` has already passed is cached as inactive, for
+/// `negative_ttl_with_feed` with the feed and `negative_ttl` without it.
 pub fn admit(verdict: Verdict, now_ms: u64, now: Instant, lifetimes: &Lifetimes, feed: Option<NonZeroU64>) -> Cached {
     let inactive = Cached {
         info: None,
-        ttl: lifetimes.negative_ttl,
+        ttl: match feed {
+            Some(_) => lifetimes.negative_ttl_with_feed,
+            None => lifetimes.negative_ttl,
+        },
         feed: None,
         stamp: 0,
     };
@@ -181,11 +193,13 @@ mod tests {
     const TTL: Duration = Duration::from_secs(5);
     const LONG: Duration = Duration::from_secs(300);
     const NEG: Duration = Duration::from_secs(1);
+    const NEG_LONG: Duration = Duration::from_secs(60);
     const NOW_MS: u64 = 1_800_000_000_000;
     const LIFETIMES: Lifetimes = Lifetimes {
         ttl: TTL,
         ttl_with_feed: LONG,
         negative_ttl: NEG,
+        negative_ttl_with_feed: NEG_LONG,
     };
     const EPOCH: Option<NonZeroU64> = NonZeroU64::new(3);
 
@@ -251,20 +265,22 @@ mod tests {
 
     #[test]
     fn an_active_answer_for_a_token_already_past_exp_is_cached_as_inactive() {
-        for feed in [None, EPOCH] {
+        for (feed, ttl) in [(None, NEG), (EPOCH, NEG_LONG)] {
             let (c, _) = admit_now(active(Some(NOW_MS / 1000)), feed);
             assert!(c.info.is_none());
-            assert_eq!(c.ttl, NEG);
+            assert_eq!(c.ttl, ttl);
             assert_eq!(c.feed, None);
         }
     }
 
     #[test]
-    fn inactive_answers_get_the_negative_ttl() {
-        for feed in [None, EPOCH] {
+    fn inactive_answers_get_the_negative_ttl_of_their_mode() {
+        for (feed, ttl) in [(None, NEG), (EPOCH, NEG_LONG)] {
             let (c, _) = admit_now(Verdict::Inactive, feed);
             assert!(c.info.is_none());
-            assert_eq!(c.ttl, NEG);
+            assert_eq!(c.ttl, ttl);
+            // Refusing needs no fallback: an inactive entry outliving the feed refuses only.
+            assert_eq!(c.feed, None);
         }
     }
 

@@ -49,8 +49,12 @@ pub struct ResourceServerConfig {
     /// feed is connected (never past `exp`, nor past the `cache_max_age_with_feed` hint). Should
     /// the feed drop, such an answer is reused for no longer than `cache_ttl` after admission.
     pub cache_ttl_with_feed: Duration,
-    /// How long an inactive token's answer is reused.
+    /// How long an inactive token's answer is reused, while the revocation feed is not
+    /// connected.
     pub negative_ttl: Duration,
+    /// How long an inactive token's answer is reused when it is admitted while the feed is
+    /// connected (an inactive token never turns active; see [`crate::cache`]).
+    pub negative_ttl_with_feed: Duration,
     /// Most entries kept.
     pub cache_capacity: u64,
     /// Consecutive failed introspection calls that open the breaker.
@@ -81,6 +85,7 @@ impl std::fmt::Debug for ResourceServerConfig {
             .field("cache_ttl", &self.cache_ttl)
             .field("cache_ttl_with_feed", &self.cache_ttl_with_feed)
             .field("negative_ttl", &self.negative_ttl)
+            .field("negative_ttl_with_feed", &self.negative_ttl_with_feed)
             .field("cache_capacity", &self.cache_capacity)
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_open", &self.breaker_open)
@@ -103,6 +108,7 @@ impl ResourceServerConfig {
             cache_ttl: Duration::from_secs(5),
             cache_ttl_with_feed: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(1),
+            negative_ttl_with_feed: Duration::from_secs(60),
             cache_capacity: 100_000,
             breaker_failures: 5,
             breaker_open: Duration::from_secs(5),
@@ -235,6 +241,7 @@ impl ResourceServer {
                 ttl: config.cache_ttl,
                 ttl_with_feed: config.cache_ttl_with_feed,
                 negative_ttl: config.negative_ttl,
+                negative_ttl_with_feed: config.negative_ttl_with_feed,
             },
             feed,
             stamps: AtomicU64::new(1),

@@ -616,3 +616,33 @@ async fn the_feed_can_be_turned_off() {
     assert_eq!(fake.state.discoveries.load(Ordering::SeqCst), 0, "not even discovery");
     assert_eq!(rs.feed_status(), FeedStatus::Off);
 }
+
+#[actix_rt::test]
+async fn with_the_feed_an_inactive_answer_is_kept_for_the_long_negative_ttl_until_a_reset() {
+    let fake = FakeTessera::start(true).await;
+    let issuer = fake.base().to_owned();
+    let negative = |feed: bool| ResourceServerConfig {
+        feed,
+        negative_ttl: Duration::from_millis(50),
+        negative_ttl_with_feed: Duration::from_secs(60),
+        ..config(&fake, Duration::from_secs(5))
+    };
+    // TTL-only: the short negative TTL.
+    let rs = ResourceServer::new(&negative(false)).unwrap();
+    assert!(!accepted(&rs, "made-up-1").await);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert!(!accepted(&rs, "made-up-1").await);
+    assert_eq!(fake.calls("made-up-1"), 2, "asked again once the short negative TTL ended");
+
+    let rs = ResourceServer::new(&negative(true)).unwrap();
+    connected(&rs).await;
+    assert!(!accepted(&rs, "made-up-2").await);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert!(!accepted(&rs, "made-up-2").await);
+    assert_eq!(fake.calls("made-up-2"), 1, "with the feed the refusal is kept");
+    fake.push(9, "reset", set(FEED_RESET, None, &issuer));
+    eventually("the reset drops the refusal too", PATIENCE, || async {
+        !accepted(&rs, "made-up-2").await && fake.calls("made-up-2") == 2
+    })
+    .await;
+}

@@ -48,9 +48,14 @@ pub struct ApiArgs {
     /// Silence (not even a heartbeat) after which the revocation feed's stream counts as cut.
     #[arg(long, env = "API_FEED_IDLE_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
     pub feed_idle_timeout_ms: u64,
-    /// How long an inactive token's answer is reused.
+    /// How long an inactive token's answer is reused, while the revocation feed is not
+    /// connected.
     #[arg(long, env = "API_NEGATIVE_TTL_MS", default_value_t = 1000)]
     pub negative_ttl_ms: u64,
+    /// How long an inactive token's answer is reused when it is admitted while the revocation
+    /// feed is connected.
+    #[arg(long, env = "API_NEGATIVE_TTL_WITH_FEED_MS", default_value_t = 60_000)]
+    pub negative_ttl_with_feed_ms: u64,
     /// Most cached answers kept.
     #[arg(long, env = "API_CACHE_CAPACITY", default_value_t = 100_000)]
     pub cache_capacity: u64,
@@ -81,6 +86,7 @@ impl ApiArgs {
             introspect_batch: !self.no_introspect_batch,
             feed_idle_timeout: Duration::from_millis(self.feed_idle_timeout_ms),
             negative_ttl: Duration::from_millis(self.negative_ttl_ms),
+            negative_ttl_with_feed: Duration::from_millis(self.negative_ttl_with_feed_ms),
             cache_capacity: self.cache_capacity,
             breaker_failures: self.breaker_failures,
             breaker_open: Duration::from_millis(self.breaker_open_ms),
