@@ -21,7 +21,7 @@ use tessera::http::{self, AppState};
 use tessera::oauth::client_auth::presented_client;
 use tessera::oauth::{AuthorizeError, AuthorizeParams, FromPairs, GrantType};
 use tessera::signing::{Algorithm, SigningKeys};
-use tessera::store::{GroupCommit, Store, TokenClaims, TokenPartition, TokenRecord};
+use tessera::store::{Store, TokenClaims, TokenPartition, TokenRecord};
 
 /// Live tokens in the benchmark store, as in `scripts/bench.sh`.
 const POOL: usize = 100_000;
@@ -91,7 +91,7 @@ fn fixture() -> Fixture {
             token
         })
         .collect();
-    store.db().flush().expect("flush");
+    store.flush().expect("flush");
     Fixture {
         _dir: dir,
         store,
@@ -174,7 +174,7 @@ fn authority(f: &Fixture, router: &ShardRouter) -> Authority {
 fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
     let sys = actix_rt::System::new();
     let now = tessera::unix_now();
-    let commit = Arc::new(GroupCommit::start(f.store.db().clone(), Duration::ZERO));
+    let commit = Arc::new(f.store.group_commit(Duration::ZERO));
     let (router, service) = sys.block_on(async {
         let partitions = f.store.partitions(SHARDS, now).expect("partitions");
         let router = ShardRouter::start(partitions, 1, Arc::clone(&commit), Duration::from_secs(3600));

@@ -37,7 +37,7 @@ fn main() {
         out.push_str(&token);
         out.push('\n');
     }
-    store.db().flush().expect("flush");
+    store.flush().expect("flush");
     std::fs::write(&args[2], out).expect("writing the token file");
     eprintln!("seeded {count} tokens into {} ({shards} shards)", dir.display());
 }

@@ -175,7 +175,7 @@ fn serve(settings: Settings) -> Result<(), String> {
         let stopped = running.server.await.map_err(|e| e.to_string());
         running.side.stop(true).await;
         stopped?;
-        running.store.db().flush().map_err(|e| format!("final flush: {e}"))?;
+        running.store.flush().map_err(|e| format!("final flush: {e}"))?;
         if !running.audit.sync(AUDIT_SYNC_WAIT) {
             tracing::error!("the audit log did not confirm its last events");
         }
@@ -206,7 +206,7 @@ where
             Err(e) => return Err(e.to_string()),
         };
         let out = op(engine.ops.clone()).await.map_err(|e| e.to_string())?;
-        engine.store.db().flush().map_err(|e| format!("final flush: {e}"))?;
+        engine.store.flush().map_err(|e| format!("final flush: {e}"))?;
         if !engine.authority.audit().sync(AUDIT_SYNC_WAIT) {
             eprintln!("tessera: the audit log did not confirm its last events");
         }

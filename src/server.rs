@@ -24,7 +24,7 @@ use crate::feed::Feed;
 use crate::http::{self, AppState};
 use crate::operations::{ConfigOwned, Door, Operations};
 use crate::signing::{KeyStoreError, SigningKeys};
-use crate::store::{GroupCommit, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -82,7 +82,7 @@ impl Engine {
             .partitions(settings.shards, crate::unix_now())
             .map_err(store_err)?;
         store.changes().set_capacity(settings.feed.log_max_events);
-        let commit = Arc::new(GroupCommit::start(store.db().clone(), settings.commit_delay));
+        let commit = Arc::new(store.group_commit(settings.commit_delay));
         let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
         let authority = Authority::new(
             key.clone(),

@@ -632,7 +632,11 @@ async fn with_the_feed_an_inactive_answer_is_kept_for_the_long_negative_ttl_unti
     assert!(!accepted(&rs, "made-up-1").await);
     actix_rt::time::sleep(Duration::from_millis(200)).await;
     assert!(!accepted(&rs, "made-up-1").await);
-    assert_eq!(fake.calls("made-up-1"), 2, "asked again once the short negative TTL ended");
+    assert_eq!(
+        fake.calls("made-up-1"),
+        2,
+        "asked again once the short negative TTL ended"
+    );
 
     let rs = ResourceServer::new(&negative(true)).unwrap();
     connected(&rs).await;

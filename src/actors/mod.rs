@@ -186,7 +186,7 @@ mod tests {
                 .insert(d, TokenRecord::test_record(1000 + i as u64))
                 .unwrap();
         }
-        let commit = Arc::new(GroupCommit::start(store.db().clone(), Duration::ZERO));
+        let commit = Arc::new(store.group_commit(Duration::ZERO));
         let router = ShardRouter::start(partitions, 2, commit, Duration::from_secs(3600));
         let answers = futures_util::future::join_all(digests.iter().map(|d| router.introspect(*d, 500))).await;
         for (i, answer) in answers.into_iter().enumerate() {

@@ -3,24 +3,19 @@
 //!
 //! # Guarantees
 //! - **An acknowledged revocation is in the log.** The partition appends the change before it
-//!   removes the records the change names, both in the same sled database, and the revocation is
-//!   acknowledged only after group commit flushed both. sled recovers its log in write order, so
-//!   a crash may lose a removal together with its change, or keep the change and lose the
-//!   removal (a subscriber then drops an entry it could have kept), but never keep the removal
-//!   without its change.
-//! - **Sequence numbers only grow**, across restarts and crashes (`sled::Db::generate_id`, which
-//!   never hands out a number twice), and they are not contiguous.
+//!   removes the records the change names, both in the same backend, and the revocation is
+//!   acknowledged only after group commit flushed both. A backend keeps writes in order across
+//!   a crash ([`super::backend`]), so a crash may lose a removal together with its change, or
+//!   keep the change and lose the removal (a subscriber then drops an entry it could have
+//!   kept), but never keep the removal without its change.
+//! - **Sequence numbers only grow**, across restarts and crashes
+//!   ([`ChangeStorage::next_seq`]), and they are not contiguous.
 //! - **A reader never skips a change.** Numbers are taken and changes written under one lock,
 //!   and a change is published (the head moves) only after it was written; readers read up to
 //!   the published head, so a change with a lower number is always already there.
 //! - **Pruned only when harmless**: a change is removed once every token it names has expired
 //!   (a cache never holds an answer past `exp`), or, beyond `capacity` changes, the oldest go
 //!   first and the floor rises: a reader behind the floor is told to start afresh.
-//!
-//! # Trees
-//! `changes`: `seq (u64 big endian)` → [`Change`]; `changes/until`: `until ‖ seq` → empty, the
-//! expiry index the pruning reads; in `meta`, `changes/pruned` (the highest number pruned) and
-//! `changes/floor` (the highest number pruned before its tokens expired).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -28,6 +23,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::backend::{ChangeStorage, LogBounds};
 use super::{Record, StoreError};
 use crate::crypto::TokenDigest;
 
@@ -113,10 +109,7 @@ pub struct Read {
 
 /// The log of one store; shared by every partition.
 pub struct ChangeLog {
-    db: sled::Db,
-    log: sled::Tree,
-    by_until: sled::Tree,
-    meta: sled::Tree,
+    storage: Box<dyn ChangeStorage>,
     /// Held while a number is taken and its change written, and while pruning.
     write: Mutex<Bounds>,
     head: watch::Sender<u64>,
@@ -125,60 +118,25 @@ pub struct ChangeLog {
 
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
-    floor: u64,
-    pruned: u64,
-    /// Changes held: counted once at open, then kept here (sled's `len` reads the whole tree).
+    kept: LogBounds,
+    /// Changes held: counted once at open, then kept here (a count may read the whole log).
     count: u64,
 }
 
 /// How many changes a read may pass over per change it may return.
 pub const SCAN_PER_RESULT: usize = 16;
 
-const PRUNED: &str = "changes/pruned";
-const FLOOR: &str = "changes/floor";
-
-fn read_u64(tree: &sled::Tree, name: &str) -> Result<u64, StoreError> {
-    match tree.get(name)? {
-        Some(v) => Ok(u64::from_be_bytes(
-            v.as_ref().try_into().map_err(|_| StoreError::CorruptMeta)?,
-        )),
-        None => Ok(0),
-    }
-}
-
-fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
-    Ok(u64::from_be_bytes(key.try_into().map_err(|_| StoreError::CorruptKey)?))
-}
-
-fn until_key(until: u64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&until.to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
 impl ChangeLog {
-    /// Opens the log of `db`, keeping at most `capacity` changes.
-    pub(super) fn open(db: sled::Db, capacity: u64) -> Result<ChangeLog, StoreError> {
+    /// Opens the log kept by `storage`, keeping at most `capacity` changes.
+    pub(super) fn open(storage: Box<dyn ChangeStorage>, capacity: u64) -> Result<ChangeLog, StoreError> {
         let capacity = AtomicU64::new(capacity.max(1));
-        let log = db.open_tree("changes")?;
-        let by_until = db.open_tree("changes/until")?;
-        let meta = db.open_tree("meta")?;
         let bounds = Bounds {
-            floor: read_u64(&meta, FLOOR)?,
-            pruned: read_u64(&meta, PRUNED)?,
-            count: log.len() as u64,
+            kept: storage.bounds()?,
+            count: storage.count()?,
         };
-        let last = match log.last()? {
-            Some((k, _)) => seq_of(&k)?,
-            None => 0,
-        };
-        let (head, _) = watch::channel(last.max(bounds.pruned));
+        let (head, _) = watch::channel(storage.last()?.max(bounds.kept.pruned));
         Ok(ChangeLog {
-            db,
-            log,
-            by_until,
-            meta,
+            storage,
             write: Mutex::new(bounds),
             head,
             capacity,
@@ -188,10 +146,8 @@ impl ChangeLog {
     /// Appends `change` and returns its number. Not durable until group commit flushes.
     pub fn append(&self, change: &Change) -> Result<u64, StoreError> {
         let mut bounds = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        // From 1: position 0 is "before every change".
-        let seq = self.db.generate_id()? + 1;
-        self.by_until.insert(until_key(change.until, seq), &[])?;
-        self.log.insert(seq.to_be_bytes(), change.encode())?;
+        let seq = self.storage.next_seq()?;
+        self.storage.put(seq, change)?;
         bounds.count += 1;
         let over = bounds.count.saturating_sub(self.capacity.load(Ordering::Relaxed));
         if over > 0 {
@@ -204,19 +160,14 @@ impl ChangeLog {
     /// Removes the `count` oldest changes, whose tokens may not have expired: readers behind
     /// them must start afresh.
     fn drop_oldest(&self, bounds: &mut Bounds, count: u64) -> Result<(), StoreError> {
-        for entry in self.log.iter().take(count as usize) {
-            let (k, v) = entry?;
-            let seq = seq_of(&k)?;
-            let change = Change::decode(&v)?;
-            self.by_until.remove(until_key(change.until, seq))?;
-            self.log.remove(&k)?;
-            bounds.count = bounds.count.saturating_sub(1);
-            bounds.floor = bounds.floor.max(seq);
-            bounds.pruned = bounds.pruned.max(seq);
+        for (seq, change) in self.storage.range(0, u64::MAX, count as usize)? {
+            if self.storage.remove(seq, change.until)? {
+                bounds.count = bounds.count.saturating_sub(1);
+            }
+            bounds.kept.floor = bounds.kept.floor.max(seq);
+            bounds.kept.pruned = bounds.kept.pruned.max(seq);
         }
-        self.meta.insert(FLOOR, &bounds.floor.to_be_bytes())?;
-        self.meta.insert(PRUNED, &bounds.pruned.to_be_bytes())?;
-        Ok(())
+        self.storage.set_bounds(bounds.kept)
     }
 
     /// Keeps at most `capacity` changes from the next append on (`feed_log_max_events`).
@@ -239,7 +190,7 @@ impl ChangeLog {
     /// looks at no more than [`SCAN_PER_RESULT`] changes per result asked for.
     pub fn read(&self, after: u64, max: usize, keep: impl Fn(&Change) -> bool) -> Result<Read, StoreError> {
         let head = self.head();
-        let floor = self.write.lock().unwrap_or_else(|p| p.into_inner()).floor;
+        let floor = self.write.lock().unwrap_or_else(|p| p.into_inner()).kept.floor;
         if after > head || after < floor {
             return Ok(Read {
                 reset: true,
@@ -253,19 +204,18 @@ impl ChangeLog {
         let mut more = false;
         if after < head {
             let scan = max.saturating_mul(SCAN_PER_RESULT);
-            for (scanned, entry) in self
-                .log
-                .range((after + 1).to_be_bytes()..=head.to_be_bytes())
+            // One more than may be looked at: its presence says more wait.
+            for (scanned, (seq, change)) in self
+                .storage
+                .range(after, head, scan.saturating_add(1))?
+                .into_iter()
                 .enumerate()
             {
-                let (k, v) = entry?;
-                let seq = seq_of(&k)?;
                 if changes.len() == max || scanned == scan {
                     more = true;
                     break;
                 }
                 next = seq;
-                let change = Change::decode(&v)?;
                 if keep(&change) {
                     changes.push((seq, change));
                 }
@@ -283,22 +233,15 @@ impl ChangeLog {
     /// Reads only the expired prefix of the expiry index.
     pub fn prune(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
         let mut bounds = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let expired: Vec<sled::IVec> = self
-            .by_until
-            .range(..until_key(now, u64::MAX))
-            .keys()
-            .take(limit)
-            .collect::<Result<_, _>>()?;
-        for k in &expired {
-            let seq = seq_of(&k[8..])?;
-            if self.log.remove(seq.to_be_bytes())?.is_some() {
+        let expired = self.storage.expired(now, limit)?;
+        for &(seq, until) in &expired {
+            if self.storage.remove(seq, until)? {
                 bounds.count = bounds.count.saturating_sub(1);
             }
-            self.by_until.remove(k)?;
-            bounds.pruned = bounds.pruned.max(seq);
+            bounds.kept.pruned = bounds.kept.pruned.max(seq);
         }
         if !expired.is_empty() {
-            self.meta.insert(PRUNED, &bounds.pruned.to_be_bytes())?;
+            self.storage.set_bounds(bounds.kept)?;
         }
         Ok(expired.len())
     }
@@ -316,6 +259,8 @@ impl ChangeLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::backend::Backend;
+    use crate::store::sled_store::SledBackend;
 
     fn change(n: u8, until: u64, reach: Reach) -> Change {
         Change {
@@ -326,9 +271,9 @@ mod tests {
         }
     }
 
-    fn log(capacity: u64) -> (sled::Db, ChangeLog) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let log = ChangeLog::open(db.clone(), capacity).unwrap();
+    fn log(capacity: u64) -> (SledBackend, ChangeLog) {
+        let db = SledBackend::temporary().unwrap();
+        let log = ChangeLog::open(db.changes().unwrap(), capacity).unwrap();
         (db, log)
     }
 
@@ -376,7 +321,11 @@ mod tests {
             .map(|n| log.append(&change(n, 1000, Reach::Everyone)).unwrap())
             .collect();
         assert_eq!(log.len(), 3, "capacity holds");
-        assert_eq!(log.log.len(), 3, "the count kept in memory is the tree's");
+        assert_eq!(
+            log.storage.count().unwrap(),
+            3,
+            "the count kept in memory is the stored one"
+        );
         let behind = log.read(seqs[0], 100, |_| true).unwrap();
         assert!(behind.reset, "the change after seqs[0] was dropped unexpired");
         assert_eq!(behind.next, seqs[4]);
@@ -402,7 +351,7 @@ mod tests {
         assert_eq!(read.changes.iter().map(|c| c.0).collect::<Vec<_>>(), [late, never]);
         assert_eq!(log.prune(u64::MAX - 1, 10).unwrap(), 1);
         drop(log);
-        let again = ChangeLog::open(db, 100).unwrap();
+        let again = ChangeLog::open(db.changes().unwrap(), 100).unwrap();
         assert_eq!(again.head(), never, "the head survives a reopen");
         assert_eq!(again.read(early, 100, |_| true).unwrap().changes.len(), 1);
         assert!(!again.read(late, 100, |_| true).unwrap().reset);
@@ -415,7 +364,7 @@ mod tests {
         log.prune(60, 10).unwrap();
         assert!(log.is_empty());
         drop(log);
-        let again = ChangeLog::open(db, 100).unwrap();
+        let again = ChangeLog::open(db.changes().unwrap(), 100).unwrap();
         assert_eq!(again.head(), seq);
         assert!(
             !again.read(seq, 10, |_| true).unwrap().reset,

@@ -1,35 +1,32 @@
-//! The client registry: every registered client, in sled and in a concurrent in-memory map.
+//! The client registry: every registered client, in the backend and in a concurrent in-memory
+//! map.
 //!
 //! Client authentication runs on every token, introspection and revocation request, so reads
-//! are served from the `DashMap` without touching sled or taking a global lock. Writes (the admin
-//! API, the CLI, clients from the config file) are rare: each writes sled, flushes, and then
-//! updates the map, so the map never shows a client the disk does not have.
+//! are served from the `DashMap` without touching storage or taking a global lock. Writes (the
+//! admin API, the CLI, clients from the config file) are rare: each is made durable, and only
+//! then reaches the map, so the map never shows a client the storage does not have.
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use super::{ClientRecord, Record, StoreError};
+use super::backend::ClientStorage;
+use super::{ClientRecord, StoreError};
 
 #[derive(Clone)]
 pub struct ClientRegistry {
-    db: sled::Db,
-    tree: sled::Tree,
+    storage: Arc<dyn ClientStorage>,
     cache: Arc<DashMap<String, Arc<ClientRecord>, ahash::RandomState>>,
 }
 
 impl ClientRegistry {
-    pub(super) fn open(db: sled::Db) -> Result<Self, StoreError> {
-        let tree = db.open_tree("clients")?;
+    pub(super) fn open(storage: Box<dyn ClientStorage>) -> Result<Self, StoreError> {
         let cache = DashMap::with_hasher(ahash::RandomState::new());
-        for entry in tree.iter() {
-            let (_, value) = entry?;
-            let record = ClientRecord::decode(&value)?;
+        for record in storage.load()? {
             cache.insert(record.client_id.clone(), Arc::new(record));
         }
         Ok(Self {
-            db,
-            tree,
+            storage: Arc::from(storage),
             cache: Arc::new(cache),
         })
     }
@@ -40,16 +37,14 @@ impl ClientRegistry {
 
     /// Creates or replaces a client, durably.
     pub fn upsert(&self, record: ClientRecord) -> Result<(), StoreError> {
-        self.tree.insert(record.client_id.as_bytes(), record.encode())?;
-        self.db.flush()?;
+        self.storage.put(&record)?;
         self.cache.insert(record.client_id.clone(), Arc::new(record));
         Ok(())
     }
 
     /// Removes a client, durably. Returns whether it existed.
     pub fn remove(&self, client_id: &str) -> Result<bool, StoreError> {
-        let existed = self.tree.remove(client_id.as_bytes())?.is_some();
-        self.db.flush()?;
+        let existed = self.storage.remove(client_id)?;
         self.cache.remove(client_id);
         Ok(existed)
     }

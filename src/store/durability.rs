@@ -1,8 +1,8 @@
 //! Group commit: many writers, one `fsync`.
 //!
-//! A writer applies its change to sled (in memory), then takes a [`Durable`] from
+//! A writer applies its change to the backend, then takes a [`Durable`] from
 //! [`GroupCommit::durable`] and awaits it. A single flusher thread collects every waiter
-//! registered since its last flush, calls `sled::Db::flush` once, and wakes them all. Because a
+//! registered since its last flush, calls [`Backend::flush`] once, and wakes them all. Because a
 //! waiter registers only after its write was applied, the flush that wakes it started after the
 //! write, and so covered it.
 //!
@@ -31,13 +31,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::backend::Backend;
 use super::StoreError;
 use crate::metrics as m;
 
 /// Writers one flush must have covered for the flusher to pause before the next.
 pub const COMMIT_SIBLINGS: usize = 8;
 
-type Waiter = oneshot::Sender<Result<(), Arc<sled::Error>>>;
+type Waiter = oneshot::Sender<Result<(), StoreError>>;
 
 struct Queue {
     waiters: Vec<Waiter>,
@@ -59,9 +60,9 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher over `db`. `commit_delay` is the pause after a flush that covered at
-    /// least [`COMMIT_SIBLINGS`] writers; zero never pauses.
-    pub fn start(db: sled::Db, commit_delay: Duration) -> Self {
+    /// Starts the flusher over `backend`. `commit_delay` is the pause after a flush that
+    /// covered at least [`COMMIT_SIBLINGS`] writers; zero never pauses.
+    pub fn start(backend: Arc<dyn Backend>, commit_delay: Duration) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 waiters: Vec::new(),
@@ -73,7 +74,7 @@ impl GroupCommit {
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("tessera-flush".into())
-            .spawn(move || flush_loop(&worker, &db, commit_delay))
+            .spawn(move || flush_loop(&worker, &*backend, commit_delay))
             .expect("spawning the flusher thread");
         Self {
             shared,
@@ -104,15 +105,14 @@ impl GroupCommit {
 /// Resolves when the writes applied before it was taken are on disk: `Ok`, the flush's error,
 /// or [`StoreError::FlusherGone`] if the flusher stopped first.
 #[must_use = "a write is not durable until its Durable resolves"]
-pub struct Durable(oneshot::Receiver<Result<(), Arc<sled::Error>>>);
+pub struct Durable(oneshot::Receiver<Result<(), StoreError>>);
 
 impl Future for Durable {
     type Output = Result<(), StoreError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0).poll(cx).map(|r| match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Sled((*e).clone())),
+            Ok(result) => result,
             Err(_) => Err(StoreError::FlusherGone),
         })
     }
@@ -130,7 +130,7 @@ impl Drop for GroupCommit {
     }
 }
 
-fn flush_loop(shared: &Shared, db: &sled::Db, commit_delay: Duration) {
+fn flush_loop(shared: &Shared, backend: &dyn Backend, commit_delay: Duration) {
     let mut pause = false;
     loop {
         if pause {
@@ -147,7 +147,7 @@ fn flush_loop(shared: &Shared, db: &sled::Db, commit_delay: Duration) {
             (std::mem::take(&mut q.waiters), q.shutdown)
         };
         let started = Instant::now();
-        let result = db.flush().map(|_| ()).map_err(Arc::new);
+        let result = backend.flush();
         if let Err(e) = &result {
             tracing::error!(error = %e, "group commit flush failed");
         }
@@ -175,7 +175,7 @@ mod tests {
     async fn only_a_flush_of_many_writers_is_followed_by_the_pause() {
         let pause = Duration::from_millis(500);
         let store = crate::store::Store::temporary().unwrap();
-        let commit = GroupCommit::start(store.db().clone(), pause);
+        let commit = store.group_commit(pause);
         let started = Instant::now();
         commit.durable().await.unwrap();
         commit.durable().await.unwrap();
@@ -203,10 +203,15 @@ mod tests {
     #[actix_rt::test]
     async fn concurrent_waiters_all_complete() {
         let store = crate::store::Store::temporary().unwrap();
-        let commit = Arc::new(GroupCommit::start(store.db().clone(), Duration::from_micros(500)));
+        let commit = Arc::new(store.group_commit(Duration::from_micros(500)));
+        let mut part = store.partitions(1, 0).unwrap().pop().unwrap();
         let mut waits = Vec::new();
-        for i in 0..200u32 {
-            store.db().insert(i.to_be_bytes(), &[1u8][..]).unwrap();
+        for i in 0..200u8 {
+            part.insert(
+                &crate::crypto::TokenDigest([i; 32]),
+                crate::store::TokenRecord::test_record(100),
+            )
+            .unwrap();
             waits.push(commit.durable());
         }
         for w in waits {

@@ -1,53 +1,55 @@
-//! Persistent state in sled. Knows nothing of HTTP and nothing of actors.
+//! Persistent state: token partitions, the change log, clients, users and consents, and group
+//! commit, over a storage [`Backend`]. Knows nothing of HTTP and nothing of actors.
 //!
-//! # Layout of the sled database (`<data_dir>/db`)
-//! - tree `meta`: `shards` → the partition count the tokens are laid out for (u32, big endian);
-//!   `layout` → the version of the token layout below (u32, big endian; now 4);
-//! - tree `clients`: `client_id` → [`ClientRecord`];
-//! - tree `users`: `username` → [`UserRecord`] (password as an argon2id hash); tree `consents`:
-//!   `username ‖ 0 ‖ client_id` → [`ConsentRecord`];
-//! - trees `changes` and `changes/until`: the log of revocations ([`ChangeLog`]);
-//! - tree `tokens/<k>` for each shard `k`: `exp (u64 big endian) ‖ id (u64 big endian)` →
-//!   `kind ‖ digest ‖ record`, where `kind` is `t` for a [`TokenRecord`] (access and refresh
-//!   tokens) and `c` for a [`CodeRecord`] (authorization codes), `digest` is
-//!   `HMAC-SHA256(server key, token)`, and `id` is unique in the database.
+//! The types here hold the state in memory and decide (what is active, what was used, which
+//! change comes next); a backend only keeps what they write ([`backend`] says what it must
+//! promise). sled is the embedded backend ([`sled_store`] describes its layout).
 //!
 //! # Guarantees
-//! - A raw token is never written: only its digest.
-//! - A record is one key: it is written and removed whole, and carries its own expiry.
-//! - A [`TokenPartition`] holds every unexpired record of its tree in memory too, and changes the
-//!   memory only after sled accepted the change.
-//! - Nothing here is durable until [`GroupCommit`] has flushed it; callers that promise
-//!   durability wait on the [`Durable`] that [`GroupCommit::durable`] returns.
+//! - A raw token is never written: only its digest (`HMAC-SHA256(server key, token)`).
+//! - A record is one entry: it is written and removed whole, and carries its own expiry.
+//! - A [`TokenPartition`] holds every unexpired record of its partition in memory too, and
+//!   changes the memory only after the backend took the change.
+//! - Nothing a partition or the change log writes is durable until [`GroupCommit`] has flushed
+//!   it; callers that promise durability wait on the [`Durable`] that [`GroupCommit::durable`]
+//!   returns.
 //! - Every revocation a partition makes is appended to the [`ChangeLog`] before its records go,
 //!   so the flush that makes the revocation durable makes its change durable too.
 
+pub mod backend;
 mod changes;
 mod clients;
+#[cfg(test)]
+mod contract;
 mod digest_map;
 mod durability;
 mod records;
+pub mod sled_store;
 mod tokens;
 mod users;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use backend::Backend;
 pub use changes::{Change, ChangeLog, Reach, Read, Revoked, SCAN_PER_RESULT};
 pub use clients::ClientRegistry;
 pub use durability::{Durable, GroupCommit};
 pub use records::{
     ClientRecord, CodeRecord, ConsentRecord, Record, Redeem, TokenClaims, TokenRecord, TokenType, UserRecord,
 };
+use sled_store::SledBackend;
 pub use tokens::{MassRevocation, TokenPartition};
 pub use users::UserRegistry;
 
 /// Failures of the storage layer. Expected outcomes (not found, not the owner) are values in
 /// the `Ok` side of each operation, never errors.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The backend could not read or write.
     #[error("storage I/O failed: {0}")]
-    Sled(#[from] sled::Error),
+    Io(Arc<dyn std::error::Error + Send + Sync>),
     #[error("stored record could not be decoded: {0}")]
     Corrupt(#[from] postcard::Error),
     #[error("the stored shard count or layout is not a 4-byte number; the meta tree is damaged")]
@@ -55,10 +57,10 @@ pub enum StoreError {
     #[error("a token tree holds a key that is not a token key; the tree is damaged")]
     CorruptKey,
     #[error(
-        "the data directory holds tokens in layout {found}, and this build reads layout {LAYOUT}; \
+        "the data directory holds tokens in layout {found}, and this build reads layout {expected}; \
          remove its db directory to start afresh"
     )]
-    UnknownLayout { found: u32 },
+    UnknownLayout { found: u32, expected: u32 },
     #[error("the data directory is in use by another process")]
     Locked,
     #[error("the flusher stopped before this write was made durable")]
@@ -68,39 +70,29 @@ pub enum StoreError {
 /// Changes the log keeps unless configured otherwise (`feed_log_max_events`).
 pub const DEFAULT_LOG_CAPACITY: u64 = 1_000_000;
 
-/// The opened database and its shared trees.
+/// The opened store and the change log every partition shares.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    backend: Arc<dyn Backend>,
     changes: Arc<ChangeLog>,
 }
 
 impl Store {
-    /// Opens (or creates) the database under `dir`. `cache_bytes` bounds sled's page cache.
+    /// Opens (or creates) the embedded store under `dir`. `cache_bytes` bounds sled's page
+    /// cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            // Group commit owns every flush. sled's own timer would only blur what the crash test
-            // checks: with it on, a missing durability wait still mostly survives a SIGKILL.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if is_lock_error(io) => StoreError::Locked,
-                other => StoreError::Sled(other),
-            })?;
-        Self::over(db)
+        Self::over(Arc::new(SledBackend::open(dir, cache_bytes)?))
     }
 
-    /// A throwaway database for tests and benches.
+    /// A throwaway store for tests and benches.
     pub fn temporary() -> Result<Self, StoreError> {
-        Self::over(sled::Config::new().temporary(true).open()?)
+        Self::over(Arc::new(SledBackend::temporary()?))
     }
 
-    fn over(db: sled::Db) -> Result<Self, StoreError> {
-        let changes = Arc::new(ChangeLog::open(db.clone(), DEFAULT_LOG_CAPACITY)?);
-        Ok(Self { db, changes })
+    /// The store kept by `backend`.
+    pub fn over(backend: Arc<dyn Backend>) -> Result<Self, StoreError> {
+        let changes = Arc::new(ChangeLog::open(backend.changes()?, DEFAULT_LOG_CAPACITY)?);
+        Ok(Self { backend, changes })
     }
 
     /// The log of revocations every partition appends to.
@@ -108,64 +100,42 @@ impl Store {
         &self.changes
     }
 
-    pub fn db(&self) -> &sled::Db {
-        &self.db
-    }
-
     pub fn clients(&self) -> Result<ClientRegistry, StoreError> {
-        ClientRegistry::open(self.db.clone())
+        ClientRegistry::open(self.backend.clients()?)
     }
 
     pub fn users(&self) -> Result<UserRegistry, StoreError> {
-        UserRegistry::open(self.db.clone())
+        Ok(UserRegistry::new(self.backend.users()?))
     }
 
-    /// The `shards` token partitions, loaded into memory (records expired at `now` stay on
-    /// disk for the sweeper). If the database was last used with a different shard count, each
+    /// Group commit over this store (see [`GroupCommit::start`]).
+    pub fn group_commit(&self, commit_delay: Duration) -> GroupCommit {
+        GroupCommit::start(Arc::clone(&self.backend), commit_delay)
+    }
+
+    /// Makes every write so far durable, at once: for a process that stops.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.backend.flush()
+    }
+
+    /// Token records stored, swept or not; see [`Backend::stored_tokens`].
+    pub fn stored_tokens(&self) -> Result<usize, StoreError> {
+        self.backend.stored_tokens()
+    }
+
+    /// The `shards` token partitions, loaded into memory (records expired at `now` stay
+    /// stored for the sweeper). If the store was last used with a different shard count, each
     /// record first moves to the partition its digest now selects, so a change of `shards` in
     /// the config loses nothing. Partitions load in parallel, one thread each.
     pub fn partitions(&self, shards: usize, now: u64) -> Result<Vec<TokenPartition>, StoreError> {
         assert!(shards > 0, "shard count is validated by config");
-        let meta = self.db.open_tree("meta")?;
-        let read_u32 = |name: &str| -> Result<Option<u32>, StoreError> {
-            match meta.get(name)? {
-                Some(v) => Ok(Some(u32::from_be_bytes(
-                    v.as_ref().try_into().map_err(|_| StoreError::CorruptMeta)?,
-                ))),
-                None => Ok(None),
-            }
-        };
-        let previous = read_u32("shards")?.map(|n| n as usize);
-        // Builds before layout 2 wrote `shards` and no `layout`. Without tokens there is nothing
-        // to read in an old layout, so only a store that holds tokens is refused.
-        let found = read_u32("layout")?.unwrap_or(1);
-        if let Some(old) = previous {
-            if found != LAYOUT && !self.token_trees_empty(old)? {
-                return Err(StoreError::UnknownLayout { found });
-            }
-        }
-        let trees: Vec<sled::Tree> = (0..shards)
-            .map(|k| self.db.open_tree(format!("tokens/{k}")))
-            .collect::<Result<_, _>>()?;
-        if let Some(old) = previous.filter(|&old| old != shards) {
-            tracing::info!(from = old, to = shards, "re-partitioning tokens for a new shard count");
-            for k in 0..old {
-                tokens::move_misplaced(&self.db.open_tree(format!("tokens/{k}"))?, k, &trees)?;
-                if k >= shards {
-                    self.db.drop_tree(format!("tokens/{k}"))?;
-                }
-            }
-        }
-        meta.insert("layout", &LAYOUT.to_be_bytes())?;
-        meta.insert("shards", &(shards as u32).to_be_bytes())?;
-        self.db.flush()?;
+        let logs = self.backend.partitions(shards)?;
         std::thread::scope(|s| {
-            let loads: Vec<_> = trees
+            let loads: Vec<_> = logs
                 .into_iter()
-                .map(|tree| {
-                    let db = self.db.clone();
+                .map(|log| {
                     let changes = Arc::clone(&self.changes);
-                    s.spawn(move || TokenPartition::load(db, tree, changes, now))
+                    s.spawn(move || TokenPartition::load(log, changes, now))
                 })
                 .collect();
             loads
@@ -174,25 +144,6 @@ impl Store {
                 .collect()
         })
     }
-
-    fn token_trees_empty(&self, count: usize) -> Result<bool, StoreError> {
-        for k in 0..count {
-            if !self.db.open_tree(format!("tokens/{k}"))?.is_empty() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// The version of the token layout this build writes and reads. 4: token claims carry the
-/// user's name, the token's family and the authentication time.
-const LAYOUT: u32 = 4;
-
-/// sled 0.34 reports a held lock as `ErrorKind::Other` with this message (config.rs,
-/// `try_lock`); there is no more specific signal to match on.
-fn is_lock_error(e: &std::io::Error) -> bool {
-    e.to_string().contains("could not acquire lock")
 }
 
 #[cfg(test)]
@@ -240,30 +191,5 @@ mod tests {
         assert_eq!(parts.iter().map(TokenPartition::len).sum::<usize>(), digests.len() / 2);
         let swept: usize = parts.iter_mut().map(|p| p.sweep_expired(20_000, 1000).unwrap()).sum();
         assert_eq!(swept, digests.len(), "no record was left behind or duplicated");
-    }
-
-    #[test]
-    fn a_store_with_tokens_in_the_old_layout_is_refused() {
-        let store = Store::temporary().unwrap();
-        let meta = store.db().open_tree("meta").unwrap();
-        meta.insert("shards", &1u32.to_be_bytes()).unwrap();
-        let old = store.db().open_tree("tokens/0").unwrap();
-        old.insert([b't'; 33], &b"record"[..]).unwrap();
-        assert!(matches!(
-            store.partitions(1, 0),
-            Err(StoreError::UnknownLayout { found: 1 })
-        ));
-        old.clear().unwrap();
-        assert_eq!(
-            store.partitions(1, 0).unwrap().len(),
-            1,
-            "an empty old store is taken over"
-        );
-        meta.insert("layout", &9u32.to_be_bytes()).unwrap();
-        old.insert([b't'; 16], &b"record"[..]).unwrap();
-        assert!(matches!(
-            store.partitions(1, 0),
-            Err(StoreError::UnknownLayout { found: 9 })
-        ));
     }
 }

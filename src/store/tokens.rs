@@ -1,10 +1,10 @@
 //! One shard's partition of token state: every record in memory, where all reads are answered,
-//! and in a sled tree, which makes the records durable.
+//! and in the backend's [`PartitionLog`], which makes the records durable.
 //!
 //! A `TokenPartition` is owned by exactly one `TokenShard` actor, the only reader and writer of
-//! both halves, so the two cannot drift apart: a write goes to sled first and reaches memory only
-//! if sled took it. Operations are synchronous and return once sled has applied them in memory;
-//! durability is the caller's business (see `GroupCommit`).
+//! both halves, so the two cannot drift apart: a write goes to the log first and reaches memory
+//! only if the log took it. Operations are synchronous and return once the backend has applied
+//! them; durability is the caller's business (see `GroupCommit`).
 //!
 //! # Why memory answers reads
 //! A sled lookup costs a tree descent, page-cache bookkeeping and a decode that allocates; at a
@@ -12,17 +12,11 @@
 //! and it grows with the tree. A hash map lookup does not grow, and the decoded claims are
 //! shared, so an answer allocates nothing. sled is read once, at start, to fill the maps.
 //!
-//! # Keys in the tree
-//! `exp (u64 big endian) ‖ id (u64 big endian)` → `kind ‖ digest ‖ record`, where `id` comes
-//! from `sled::Db::generate_id` (unique across the database and across restarts) and `kind` is
-//! `t` for a [`TokenRecord`], `c` for a [`CodeRecord`] (postcard), and `f` for a revoked family
-//! (the digest is the family's; no record), kept until the family's last refresh token would
-//! have expired so that nothing can be issued into it again. Keys in expiry order make
-//! the tree its own expiry index, so the sweeper reads only an expired prefix. Within one
-//! expiry second, ids only grow, so new records land at the right edge of the tree's recent
-//! range instead of at random places: sled's inserts there cost less (BENCHMARKS.md), and a
-//! 16-byte key is stored inline, without an allocation. A record is one key: it is written and
-//! removed by one operation. The map in memory remembers each record's key.
+//! # Entries
+//! Each record is one entry of the log under an [`EntryKey`] (its expiry and an id), so the
+//! backend finds expired entries without reading live ones, and the map in memory remembers
+//! each record's id. A revoked family is an entry too, kept until the family's last refresh
+//! token would have expired, so that nothing can be issued into it again.
 //!
 //! # Families
 //! Every token issued from one authorization code (directly or through refresh rotation) names
@@ -39,44 +33,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::backend::{Entry, EntryKey, Kind, Loaded, PartitionLog};
 use super::changes::{Change, ChangeLog, Reach, Revoked};
 use super::digest_map::DigestMap;
-use super::{CodeRecord, Record, Redeem, StoreError, TokenRecord};
+use super::{CodeRecord, Redeem, StoreError, TokenRecord};
 use crate::crypto::TokenDigest;
 use crate::store::TokenClaims;
 
-const TOKEN: u8 = b't';
-const CODE: u8 = b'c';
-const FAMILY: u8 = b'f';
-const KEY_LEN: usize = 16;
-/// Kind and digest, before the record in every value.
-const VALUE_HEAD: usize = 33;
-
 type Hasher = ahash::RandomState;
-
-fn key(exp: u64, id: u64) -> [u8; KEY_LEN] {
-    let mut k = [0u8; KEY_LEN];
-    k[..8].copy_from_slice(&exp.to_be_bytes());
-    k[8..].copy_from_slice(&id.to_be_bytes());
-    k
-}
-
-fn value(kind: u8, digest: &TokenDigest, record: &impl Record) -> Vec<u8> {
-    let mut v = Vec::with_capacity(VALUE_HEAD + 48);
-    v.push(kind);
-    v.extend_from_slice(&digest.0);
-    record.encode_into(v)
-}
-
-/// A stored entry's parts: expiry and id from the key, kind and digest from the value, and the
-/// record's bytes. `None` for bytes that are not an entry.
-fn parse<'a>(k: &[u8], v: &'a [u8]) -> Option<(u64, u64, u8, TokenDigest, &'a [u8])> {
-    let k: &[u8; KEY_LEN] = k.try_into().ok()?;
-    let exp = u64::from_be_bytes(k[..8].try_into().ok()?);
-    let id = u64::from_be_bytes(k[8..].try_into().ok()?);
-    let (head, record) = (v.get(..VALUE_HEAD)?, &v[VALUE_HEAD..]);
-    Some((exp, id, head[0], TokenDigest(head[1..].try_into().ok()?), record))
-}
 
 /// What one partition took away when every token of a user or of a client was revoked.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -87,39 +51,69 @@ pub struct MassRevocation {
     pub families: Vec<TokenDigest>,
 }
 
-/// A record in memory, with the id of its key in the tree.
+/// A record in memory, with the id of its entry in the log (the expiry is the record's).
 struct Held<R> {
     id: u64,
     record: R,
 }
 
+fn at(exp: u64, id: u64) -> EntryKey {
+    EntryKey { exp, id }
+}
+
+type Families = HashMap<TokenDigest, Vec<TokenDigest>, Hasher>;
+type Subjects = HashMap<String, HashSet<TokenDigest, Hasher>, Hasher>;
+
+/// Adds a token to the family and subject indexes.
+fn index(families: &mut Families, subjects: &mut Subjects, digest: &TokenDigest, record: &TokenRecord) {
+    if let Some(family) = record.claims.family {
+        families.entry(family).or_default().push(*digest);
+    }
+    if let Some(sub) = &record.claims.sub {
+        match subjects.get_mut(sub.as_str()) {
+            Some(set) => {
+                set.insert(*digest);
+            }
+            None => {
+                subjects.insert(sub.clone(), HashSet::from_iter([*digest]));
+            }
+        }
+    }
+}
+
+/// The one shared copy of `claims` in `set`.
+fn intern(set: &mut HashSet<Arc<TokenClaims>, Hasher>, claims: Arc<TokenClaims>) -> Arc<TokenClaims> {
+    if let Some(shared) = set.get(&claims) {
+        return Arc::clone(shared);
+    }
+    set.insert(Arc::clone(&claims));
+    claims
+}
+
 pub struct TokenPartition {
-    /// For `generate_id`.
-    db: sled::Db,
-    tree: sled::Tree,
+    log: Box<dyn PartitionLog>,
     changes: Arc<ChangeLog>,
     tokens: DigestMap<Held<TokenRecord>>,
     codes: DigestMap<Held<CodeRecord>>,
     /// One shared copy of each distinct set of claims; see [`TokenClaims`].
     claims: HashSet<Arc<TokenClaims>, Hasher>,
     /// Family → the digests of this partition's tokens in it. Only user tokens have a family.
-    families: HashMap<TokenDigest, Vec<TokenDigest>, Hasher>,
+    families: Families,
     /// Subject → the digests of this partition's tokens issued on that user's behalf, so that a
     /// password change or a removal finds them without reading every token. A set, not a list:
     /// a user who refreshes often holds thousands (exchanged refresh tokens stay until expiry),
     /// and each removal must not scan them all.
-    subjects: HashMap<String, HashSet<TokenDigest, Hasher>, Hasher>,
+    subjects: Subjects,
     /// Revoked families, with the key id of their tombstone.
     revoked: HashMap<TokenDigest, u64, Hasher>,
 }
 
 impl TokenPartition {
-    /// Reads every record of `tree` into memory, except those already expired at `now`, which
-    /// stay on disk for the sweeper to remove.
-    pub(super) fn load(db: sled::Db, tree: sled::Tree, changes: Arc<ChangeLog>, now: u64) -> Result<Self, StoreError> {
+    /// Reads every record of `log` into memory, except those already expired at `now`, which
+    /// stay stored for the sweeper to remove.
+    pub(super) fn load(log: Box<dyn PartitionLog>, changes: Arc<ChangeLog>, now: u64) -> Result<Self, StoreError> {
         let mut p = Self {
-            db,
-            tree,
+            log,
             changes,
             tokens: DigestMap::default(),
             codes: DigestMap::default(),
@@ -128,26 +122,25 @@ impl TokenPartition {
             subjects: HashMap::default(),
             revoked: HashMap::default(),
         };
-        for entry in p.tree.range(key(now.saturating_add(1), 0)..) {
-            let (k, v) = entry?;
-            let (_, id, kind, digest, bytes) = parse(&k, &v).ok_or(StoreError::CorruptKey)?;
-            match kind {
-                TOKEN => {
-                    let mut record = TokenRecord::decode(bytes)?;
-                    record.claims = p.intern(record.claims);
-                    p.index(&digest, &record);
+        // Straight into the maps, one entry at a time: a million tokens are never all decoded
+        // at once. The closure borrows the maps, and the log apart from them.
+        p.log.load(now, &mut |key, digest, entry| {
+            let id = key.id;
+            match entry {
+                Loaded::Token(mut record) => {
+                    record.claims = intern(&mut p.claims, record.claims);
+                    index(&mut p.families, &mut p.subjects, &digest, &record);
                     p.tokens.insert(digest, Held { id, record });
                 }
-                FAMILY => {
+                Loaded::RevokedFamily => {
                     p.revoked.insert(digest, id);
                 }
-                CODE => {
-                    let record = CodeRecord::decode(bytes)?;
+                Loaded::Code(record) => {
                     p.codes.insert(digest, Held { id, record });
                 }
-                _ => return Err(StoreError::CorruptKey),
             }
-        }
+            Ok(())
+        })?;
         Ok(p)
     }
 
@@ -160,21 +153,8 @@ impl TokenPartition {
         self.tokens.is_empty()
     }
 
-    /// Adds a token to the family and subject indexes.
     fn index(&mut self, digest: &TokenDigest, record: &TokenRecord) {
-        if let Some(family) = record.claims.family {
-            self.families.entry(family).or_default().push(*digest);
-        }
-        if let Some(sub) = &record.claims.sub {
-            match self.subjects.get_mut(sub.as_str()) {
-                Some(set) => {
-                    set.insert(*digest);
-                }
-                None => {
-                    self.subjects.insert(sub.clone(), HashSet::from_iter([*digest]));
-                }
-            }
-        }
+        index(&mut self.families, &mut self.subjects, digest, record);
     }
 
     fn unindex(&mut self, digest: &TokenDigest, record: &TokenRecord) {
@@ -209,12 +189,8 @@ impl TokenPartition {
         let members = self.families.get(family).cloned().unwrap_or_default();
         self.log_change(Revoked::Family(*family), &members, now)?;
         if !self.revoked.contains_key(family) {
-            let id = self.db.generate_id()?;
-            let mut v = Vec::with_capacity(VALUE_HEAD);
-            v.push(FAMILY);
-            v.extend_from_slice(&family.0);
-            self.tree.insert(key(until, id), v)?;
-            self.revoked.insert(*family, id);
+            let key = self.log.put(family, Entry::RevokedFamily { until })?;
+            self.revoked.insert(*family, key.id);
         }
         for digest in &members {
             self.remove(digest)?;
@@ -297,7 +273,7 @@ impl TokenPartition {
         }
         for digest in codes {
             if let Some(held) = self.codes.get(digest) {
-                self.tree.remove(key(held.record.exp, held.id))?;
+                self.log.delete(at(held.record.exp, held.id))?;
                 // A redeemed code's digest is the family of the tokens it gave.
                 if held.record.redeemed {
                     families.insert(*digest);
@@ -332,7 +308,7 @@ impl TokenPartition {
             claims: Arc::new(claims),
             ..held.record.clone()
         };
-        self.tree.insert(key(used.exp, held.id), value(TOKEN, digest, &used))?;
+        self.log.replace(at(used.exp, held.id), digest, Entry::Token(&used))?;
         let claims = self.intern(Arc::clone(&used.claims));
         let held = self.tokens.get_mut(digest).expect("present above");
         held.record = TokenRecord { claims, ..used };
@@ -340,28 +316,22 @@ impl TokenPartition {
     }
 
     fn intern(&mut self, claims: Arc<TokenClaims>) -> Arc<TokenClaims> {
-        if let Some(shared) = self.claims.get(&claims) {
-            return Arc::clone(shared);
-        }
-        self.claims.insert(Arc::clone(&claims));
-        claims
+        intern(&mut self.claims, claims)
     }
 
     /// Stores a token record.
     pub fn insert(&mut self, digest: &TokenDigest, mut record: TokenRecord) -> Result<(), StoreError> {
-        let id = self.db.generate_id()?;
-        self.tree.insert(key(record.exp, id), value(TOKEN, digest, &record))?;
+        let key = self.log.put(digest, Entry::Token(&record))?;
         record.claims = self.intern(record.claims);
         self.index(digest, &record);
-        self.tokens.insert(*digest, Held { id, record });
+        self.tokens.insert(*digest, Held { id: key.id, record });
         Ok(())
     }
 
     /// Stores an authorization code.
     pub fn insert_code(&mut self, digest: &TokenDigest, record: CodeRecord) -> Result<(), StoreError> {
-        let id = self.db.generate_id()?;
-        self.tree.insert(key(record.exp, id), value(CODE, digest, &record))?;
-        self.codes.insert(*digest, Held { id, record });
+        let key = self.log.put(digest, Entry::Code(&record))?;
+        self.codes.insert(*digest, Held { id: key.id, record });
         Ok(())
     }
 
@@ -383,15 +353,14 @@ impl TokenPartition {
             redeemed: true,
             ..held.record.clone()
         };
-        self.tree
-            .insert(key(redeemed.exp, held.id), value(CODE, digest, &redeemed))?;
+        self.log
+            .replace(at(redeemed.exp, held.id), digest, Entry::Code(&redeemed))?;
         Ok(Redeem::Redeemed(std::mem::replace(&mut held.record, redeemed)))
     }
 
-    /// A read of the tree, for readiness: fails if sled cannot serve reads.
+    /// A read of the log, for readiness: fails if the backend cannot serve reads.
     pub fn probe(&self) -> Result<(), StoreError> {
-        self.tree.first()?;
-        Ok(())
+        self.log.probe()
     }
 
     /// The record for `digest`, live or not.
@@ -404,7 +373,7 @@ impl TokenPartition {
         let Some(held) = self.tokens.get(digest) else {
             return Ok(None);
         };
-        self.tree.remove(key(held.record.exp, held.id))?;
+        self.log.delete(at(held.record.exp, held.id))?;
         let removed = self.tokens.remove(digest).map(|h| h.record);
         if let Some(record) = &removed {
             self.unindex(digest, record);
@@ -413,57 +382,35 @@ impl TokenPartition {
     }
 
     /// Removes up to `limit` records whose expiry is at or before `now`; returns how many.
-    /// Reads only the expired prefix of the tree, so its cost follows the number of expired
+    /// The backend reads only expired entries, so its cost follows the number of expired
     /// records, not the size of the partition. A sweep that finishes (removes fewer than
     /// `limit`) also drops claims that no token refers to any more.
     pub fn sweep_expired(&mut self, now: u64, limit: usize) -> Result<usize, StoreError> {
-        let expired: Vec<(sled::IVec, sled::IVec)> = self
-            .tree
-            .range(..key(now.saturating_add(1), 0))
-            .take(limit)
-            .collect::<Result<_, _>>()?;
-        for (k, v) in &expired {
-            self.tree.remove(k)?;
-            match parse(k, v) {
-                Some((_, _, TOKEN, digest, _)) => {
-                    if let Some(held) = self.tokens.remove(&digest) {
-                        self.unindex(&digest, &held.record);
+        let swept = self.log.sweep(now, limit)?;
+        for entry in &swept {
+            match entry.kind {
+                Kind::Token => {
+                    if let Some(held) = self.tokens.remove(&entry.digest) {
+                        self.unindex(&entry.digest, &held.record);
                     }
                 }
-                Some((_, _, CODE, digest, _)) => {
-                    self.codes.remove(&digest);
+                Kind::Code => {
+                    self.codes.remove(&entry.digest);
                 }
-                Some((_, id, FAMILY, family, _)) if self.revoked.get(&family) == Some(&id) => {
-                    self.revoked.remove(&family);
+                Kind::RevokedFamily => {
+                    if self.revoked.get(&entry.digest) == Some(&entry.id) {
+                        self.revoked.remove(&entry.digest);
+                    }
                 }
-                _ => {}
             }
         }
-        if expired.len() < limit {
+        if swept.len() < limit {
             // A count of one is this set's own copy. A reply still in flight holds another, so
             // its claims are kept until a later sweep.
             self.claims.retain(|c| Arc::strong_count(c) > 1);
         }
-        Ok(expired.len())
+        Ok(swept.len())
     }
-}
-
-/// Moves every record of `tree` (partition `own` of the old layout) that belongs to another
-/// partition among `new` under the new count, one key at a time: inserted there, then removed
-/// here, so a crash in between leaves a duplicate, never a loss. Keys are unique across the
-/// database, so a moved key never meets another in its new tree.
-pub(super) fn move_misplaced(tree: &sled::Tree, own: usize, new: &[sled::Tree]) -> Result<(), StoreError> {
-    for entry in tree.iter() {
-        let (k, v) = entry?;
-        let (_, _, _, digest, _) = parse(&k, &v).ok_or(StoreError::CorruptKey)?;
-        let target = digest.shard(new.len());
-        if target == own {
-            continue;
-        }
-        new[target].insert(&k, v)?;
-        tree.remove(&k)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -773,18 +720,5 @@ mod tests {
         assert_eq!(p.revoke_client("app", 1).unwrap(), MassRevocation::default());
         let reloaded = store.partitions(1, 0).unwrap().pop().unwrap();
         assert_eq!(reloaded.len(), 1);
-    }
-
-    #[test]
-    fn a_key_that_is_not_a_token_key_is_reported_not_skipped() {
-        let store = Store::temporary().unwrap();
-        drop(store.partitions(1, 0).unwrap());
-        store
-            .db()
-            .open_tree("tokens/0")
-            .unwrap()
-            .insert(b"junk", &b"x"[..])
-            .unwrap();
-        assert!(matches!(store.partitions(1, 0), Err(StoreError::CorruptKey)));
     }
 }

@@ -1,109 +1,59 @@
-//! Users and their remembered consents, in sled.
+//! Users and their remembered consents.
 //!
-//! Sign-ins and consent checks are rare next to introspections, so the registry reads sled
-//! directly; there is no copy in memory to keep in step. Every write is flushed before it
-//! returns, so a user added or a consent remembered survives a crash once acknowledged. A
+//! Sign-ins and consent checks are rare next to introspections, so the registry reads the
+//! backend directly; there is no copy in memory to keep in step. Every write is durable before
+//! it returns, so a user added or a consent remembered survives a crash once acknowledged. A
 //! password is stored only as an argon2id PHC string (`crypto::hash_password`).
 
-use super::{ConsentRecord, Record, StoreError, UserRecord};
+use std::sync::Arc;
+
+use super::backend::UserStorage;
+use super::{ConsentRecord, StoreError, UserRecord};
 
 #[derive(Clone)]
 pub struct UserRegistry {
-    db: sled::Db,
-    users: sled::Tree,
-    /// `username ‖ 0 ‖ client_id` → [`ConsentRecord`]. A username cannot contain a NUL (see
-    /// `admin::validate_username`), so one user's prefix never matches another's.
-    consents: sled::Tree,
-}
-
-fn consent_key(username: &str, client_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(username.len() + 1 + client_id.len());
-    k.extend_from_slice(username.as_bytes());
-    k.push(0);
-    k.extend_from_slice(client_id.as_bytes());
-    k
+    storage: Arc<dyn UserStorage>,
 }
 
 impl UserRegistry {
-    pub(super) fn open(db: sled::Db) -> Result<Self, StoreError> {
-        Ok(Self {
-            users: db.open_tree("users")?,
-            consents: db.open_tree("consents")?,
-            db,
-        })
+    pub(super) fn new(storage: Box<dyn UserStorage>) -> Self {
+        Self {
+            storage: Arc::from(storage),
+        }
     }
 
     pub fn get(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.users
-            .get(username.as_bytes())?
-            .map(|v| UserRecord::decode(&v))
-            .transpose()
+        self.storage.get(username)
     }
 
     /// Creates or replaces a user, durably.
     pub fn upsert(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.users.insert(user.username.as_bytes(), user.encode())?;
-        self.db.flush()?;
-        Ok(())
+        self.storage.put(user)
     }
 
     /// Removes a user and every consent they gave, durably. Returns whether the user existed.
     pub fn remove(&self, username: &str) -> Result<bool, StoreError> {
-        let existed = self.users.remove(username.as_bytes())?.is_some();
-        let mut prefix = username.as_bytes().to_vec();
-        prefix.push(0);
-        for entry in self.consents.scan_prefix(&prefix) {
-            let (k, _) = entry?;
-            self.consents.remove(k)?;
-        }
-        self.db.flush()?;
-        Ok(existed)
+        self.storage.remove(username)
     }
 
-    /// Forgets every consent given to `client_id`, durably (the client was removed: one registered
-    /// again under the same id must ask again). Returns how many were forgotten. Reads every
-    /// consent: removing a client is rare, and consents are keyed by user first.
+    /// Forgets every consent given to `client_id`, durably (the client was removed: one
+    /// registered again under the same id must ask again). Returns how many were forgotten.
     pub fn forget_client(&self, client_id: &str) -> Result<usize, StoreError> {
-        let mut forgotten = 0;
-        for entry in self.consents.iter() {
-            let (k, _) = entry?;
-            let of_client = k
-                .iter()
-                .position(|&b| b == 0)
-                .is_some_and(|nul| &k[nul + 1..] == client_id.as_bytes());
-            if of_client {
-                self.consents.remove(&k)?;
-                forgotten += 1;
-            }
-        }
-        self.db.flush()?;
-        Ok(forgotten)
+        self.storage.forget_client(client_id)
     }
 
     /// The consents `username` gave, by client id.
     pub fn consents_of(&self, username: &str) -> Result<Vec<(String, ConsentRecord)>, StoreError> {
-        let mut prefix = username.as_bytes().to_vec();
-        prefix.push(0);
-        self.consents
-            .scan_prefix(&prefix)
-            .map(|entry| {
-                let (k, v) = entry?;
-                let client = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                Ok((client, ConsentRecord::decode(&v)?))
-            })
-            .collect()
+        self.storage.consents_of(username)
     }
 
     /// Every user, ordered by username.
     pub fn list(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.users.iter().map(|e| UserRecord::decode(&e?.1)).collect()
+        self.storage.list()
     }
 
     pub fn consent(&self, username: &str, client_id: &str) -> Result<Option<ConsentRecord>, StoreError> {
-        self.consents
-            .get(consent_key(username, client_id))?
-            .map(|v| ConsentRecord::decode(&v))
-            .transpose()
+        self.storage.consent(username, client_id)
     }
 
     /// Remembers that `username` approved `scopes` for `client_id`, adding to what they had
@@ -126,10 +76,7 @@ impl UserRegistry {
             scopes: all,
             granted_at: now,
         };
-        self.consents
-            .insert(consent_key(username, client_id), record.encode())?;
-        self.db.flush()?;
-        Ok(())
+        self.storage.put_consent(username, client_id, &record)
     }
 }
 

@@ -236,20 +236,7 @@ impl TestServer {
 
     /// Counts the token records stored across all shard trees.
     pub fn stored_tokens(&self) -> usize {
-        let db = self.running_store.db();
-        db.tree_names()
-            .iter()
-            .filter(|n| n.starts_with(b"tokens/"))
-            // Values are `kind ‖ digest ‖ record`; kind `t` is a token (src/store/mod.rs).
-            .map(|n| {
-                db.open_tree(n)
-                    .unwrap()
-                    .iter()
-                    .values()
-                    .filter(|v| v.as_ref().unwrap().first() == Some(&b't'))
-                    .count()
-            })
-            .sum()
+        self.running_store.stored_tokens().unwrap()
     }
 
     pub async fn stop(self) {
