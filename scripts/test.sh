@@ -6,6 +6,10 @@
 # this needs /usr/bin/chromium (or $CHROMIUM), node and npm, installed with apt-get as root or
 # through sudo, and tests/browser/node_modules, installed with `npm ci` from package-lock.json.
 # playwright-core downloads no browser of its own.
+#
+# The PostgreSQL tests (the storage contract, tests/crash.rs) start a throwaway server of their
+# own with initdb and pg_ctl (Debian's postgresql package; as the postgres user when run as
+# root), so this installs postgresql when neither is found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +18,9 @@ packages=()
 # Only what is missing: a Node.js from elsewhere (NodeSource's bundles npm) conflicts with Debian's npm.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
+if ! command -v initdb >/dev/null && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    packages+=(postgresql)
+fi
 if [ ${#packages[@]} -gt 0 ]; then
     sudo=()
     if [ "$(id -u)" -ne 0 ]; then

@@ -30,6 +30,12 @@ pub struct RawConfig {
     pub issuer: Option<String>,
     pub bind: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// Where state is kept: `sled` (the default, embedded in `data_dir`) or `postgres` (at
+    /// `database_url`). Keys, the server key and the audit log stay in `data_dir` either way.
+    pub store: Option<String>,
+    /// The PostgreSQL database for `store = "postgres"`, as a `postgres://` URL or libpq
+    /// key=value string. Setting it alone selects `postgres`.
+    pub database_url: Option<String>,
     /// Token shards; defaults to the number of cores.
     pub shards: Option<usize>,
     /// Threads the shards run on (shard `k` on thread `k % shard_threads`); defaults to half
@@ -193,6 +199,12 @@ impl RawConfig {
         }
         if let Some(v) = env("TESSERA_DATA_DIR") {
             self.data_dir = Some(v.into());
+        }
+        if let Some(v) = env("TESSERA_STORE") {
+            self.store = Some(v);
+        }
+        if let Some(v) = env("TESSERA_DATABASE_URL") {
+            self.database_url = Some(v);
         }
         if let Some(v) = env("TESSERA_SERVER_KEY") {
             self.server_key = Some(v);
@@ -410,6 +422,7 @@ impl RawConfig {
         )?;
         let refresh_ttl = self.refresh_token_ttl_secs.unwrap_or(DEFAULT_REFRESH_TOKEN_TTL_SECS);
         let data_dir = self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let store = StoreChoice::validate(self.store.as_deref(), self.database_url)?;
         let audit_log = match self.audit_log.as_deref() {
             Some("") => return Err(ConfigError::Invalid("audit_log must be a path, - or off".into())),
             Some(v) => crate::audit::AuditTarget::parse(v),
@@ -423,6 +436,7 @@ impl RawConfig {
             server_key_file: self.server_key_file.unwrap_or_else(|| data_dir.join("server.key")),
             server_key: self.server_key,
             data_dir,
+            store,
             shards,
             shard_threads,
             workers,
@@ -574,6 +588,7 @@ pub struct Settings {
     pub issuer: Option<Arc<str>>,
     pub bind: String,
     pub data_dir: PathBuf,
+    pub store: StoreChoice,
     pub server_key_file: PathBuf,
     /// Base64 server key from the environment; overrides `server_key_file`.
     pub server_key: Option<String>,
@@ -607,6 +622,44 @@ pub struct Settings {
     pub feed: FeedSettings,
 }
 
+/// Which backend keeps the state.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// sled in `<data_dir>/db`.
+    Sled,
+    /// PostgreSQL at this URL.
+    Postgres(String),
+}
+
+impl StoreChoice {
+    fn validate(store: Option<&str>, url: Option<String>) -> Result<StoreChoice, ConfigError> {
+        match (store, url) {
+            (None | Some("sled"), None) => Ok(StoreChoice::Sled),
+            (None | Some("postgres"), Some(url)) if !url.trim().is_empty() => Ok(StoreChoice::Postgres(url)),
+            (Some("postgres"), _) => Err(ConfigError::Invalid(
+                "store = \"postgres\" needs database_url (or TESSERA_DATABASE_URL)".into(),
+            )),
+            (Some("sled"), Some(_)) => Err(ConfigError::Invalid(
+                "database_url is set, but store is \"sled\": remove one of them".into(),
+            )),
+            (None, Some(_)) => Err(ConfigError::Invalid("database_url is empty".into())),
+            (Some(other), _) => Err(ConfigError::Invalid(format!(
+                "store is \"sled\" or \"postgres\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreChoice {
+    // The URL may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Sled => f.write_str("sled"),
+            StoreChoice::Postgres(_) => f.write_str("postgres(<url redacted>)"),
+        }
+    }
+}
+
 /// Where the admin API and the metrics are served, and the public listener's TLS files.
 #[derive(Clone, Debug, Default)]
 pub struct Listeners {
@@ -631,6 +684,7 @@ impl std::fmt::Debug for Settings {
             .field("issuer", &self.issuer)
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
+            .field("store", &self.store)
             .field("shards", &self.shards)
             .field("shard_threads", &self.shard_threads)
             .field("workers", &self.workers)

@@ -1,9 +1,10 @@
-//! The `tessera` command: `serve`, `client add|list|remove`, `user add|list|remove|passwd` and
-//! `keys rotate`.
+//! The `tessera` command: `serve`, `client add|list|remove`, `user add|list|remove|passwd`,
+//! `keys rotate` and `migrate`.
 //!
-//! Management commands open the data directory directly when no server holds it. sled allows one
-//! process per database, so while a server runs they go through its admin API instead (its Unix
-//! socket, or `admin_bind`), using the address and credential the server wrote to
+//! Management commands open the store directly when no server holds it. A store serves one
+//! process at a time (sled locks its directory, a PostgreSQL database is locked by its node),
+//! so while a server runs they go through its admin API instead (its Unix socket, or
+//! `admin_bind`), using the address and credential the server wrote to
 //! `<data_dir>/admin.json`.
 
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ enum Command {
     /// Manage the ID-token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Create or upgrade the PostgreSQL schema (`store = "postgres"`) and print its version.
+    /// `serve` does the same at start; this does it alone, e.g. before a rolling upgrade.
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
         Command::Client(cmd) => client(settings, cmd),
         Command::User(cmd) => user(settings, cmd),
         Command::Keys(KeysCommand::Rotate { alg }) => rotate_key(settings, alg),
+        Command::Migrate => migrate(&settings),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -164,6 +169,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn migrate(settings: &Settings) -> Result<(), String> {
+    match &settings.store {
+        tessera::config::StoreChoice::Sled => {
+            println!("the sled store needs no migration: it upgrades its layout itself at start");
+        }
+        tessera::config::StoreChoice::Postgres(url) => {
+            let (applied, version) = tessera::store::pg::migrate(url).map_err(|e| e.to_string())?;
+            match applied.as_slice() {
+                [] => println!("schema at version {version}, nothing to apply"),
+                _ => println!("schema at version {version}, applied {applied:?}"),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How long a stopping process waits for the audit log's last lines.
@@ -200,7 +221,7 @@ where
         let engine = match Engine::open(settings, issuer).await {
             Ok(engine) => engine,
             Err(StartError::Store {
-                source: StoreError::Locked,
+                source: StoreError::Locked | StoreError::DatabaseInUse,
                 ..
             }) => return Ok(None),
             Err(e) => return Err(e.to_string()),

@@ -18,6 +18,7 @@ use crate::actors::ShardRouter;
 use crate::admin::{ClientSpec, UserSpec};
 use crate::authority::{Authority, AuthorityConfig};
 use crate::config::Settings;
+use crate::config::StoreChoice;
 use crate::crypto::random_string;
 use crate::datadir::{self, AdminFile};
 use crate::feed::Feed;
@@ -69,7 +70,11 @@ impl Engine {
             dir: settings.data_dir.display().to_string(),
             source,
         };
-        let store = Store::open(&settings.data_dir, settings.cache_bytes).map_err(store_err)?;
+        let store = match &settings.store {
+            StoreChoice::Sled => Store::open(&settings.data_dir, settings.cache_bytes),
+            StoreChoice::Postgres(url) => Store::connect(url),
+        }
+        .map_err(store_err)?;
         let clients = store.clients().map_err(store_err)?;
         let users = store.users().map_err(store_err)?;
         let signing = SigningKeys::load_or_create(&settings.data_dir, settings.id_token_alg, crate::unix_now())?;

@@ -1,7 +1,7 @@
 //! Durability across process death. Under SIGKILL: the release binary serves concurrent issuance and revocation, is
 //! killed mid-traffic, and restarts. Every token whose issuance returned 200 must introspect
 //! active (unless a revocation of it was attempted), and every revocation that returned 200 must
-//! stay revoked.
+//! stay revoked. On sled, and on PostgreSQL (a throwaway server the test starts).
 
 use crate::common;
 
@@ -20,9 +20,14 @@ const MAX_REQUESTS_PER_WORKER: usize = 2_000;
 const TRAFFIC_BEFORE_KILL: Duration = Duration::from_millis(1500);
 
 fn write_config(dir: &Path, workers: usize, shards: usize) {
+    write_config_with(dir, workers, shards, "");
+}
+
+/// The same, with `extra` (more settings) before the clients.
+fn write_config_with(dir: &Path, workers: usize, shards: usize, extra: &str) {
     let data = dir.join("data");
     let toml = format!(
-        "bind = \"127.0.0.1:0\"\ndata_dir = {data:?}\nworkers = {workers}\nshards = {shards}\n{}",
+        "bind = \"127.0.0.1:0\"\ndata_dir = {data:?}\nworkers = {workers}\nshards = {shards}\n{extra}\n{}",
         common::CLIENTS
     );
     std::fs::write(dir.join("tessera.toml"), toml).unwrap();
@@ -92,8 +97,36 @@ async fn worker(base: String, ledger: Rc<RefCell<Ledger>>, stop: Rc<RefCell<bool
 async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 2, 2);
+    kill_mid_traffic_and_check(dir.path()).await;
+}
 
-    let (mut child, base) = spawn_tessera(dir.path()).await;
+#[actix_rt::test]
+async fn sigkill_loses_no_acknowledged_issuance_or_revocation_on_postgres() {
+    let postgres = tessera::store::pg::testing::TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres.database();
+    write_config_with(
+        dir.path(),
+        2,
+        2,
+        &format!("store = \"postgres\"\ndatabase_url = {url:?}"),
+    );
+    kill_mid_traffic_and_check(dir.path()).await;
+    // Nothing of the tokens reached the data directory: they are all in the database.
+    assert!(!dir.path().join("data/db").exists(), "no sled store beside PostgreSQL");
+    // The server created the schema; `tessera migrate` finds nothing left to apply.
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["migrate", "--config"])
+        .arg(dir.path().join("tessera.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("nothing to apply"), "{said}");
+}
+
+async fn kill_mid_traffic_and_check(dir: &Path) {
+    let (mut child, base) = spawn_tessera(dir).await;
     let ledger = Rc::new(RefCell::new(Ledger::default()));
     let stop = Rc::new(RefCell::new(false));
     let tasks: Vec<_> = (0..WORKERS)
@@ -118,7 +151,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
         ledger.revoked.len()
     );
 
-    let (mut child, base) = spawn_tessera(dir.path()).await;
+    let (mut child, base) = spawn_tessera(dir).await;
     let http = client();
     let mut lost = Vec::new();
     let mut resurrected = Vec::new();

@@ -23,6 +23,7 @@ mod clients;
 mod contract;
 mod digest_map;
 mod durability;
+pub mod pg;
 mod records;
 pub mod sled_store;
 mod tokens;
@@ -61,6 +62,16 @@ pub enum StoreError {
          remove its db directory to start afresh"
     )]
     UnknownLayout { found: u32, expected: u32 },
+    #[error(
+        "the database's schema is version {found}, and this build knows versions up to {expected}; \
+         run a build at least as new"
+    )]
+    SchemaTooNew { found: u32, expected: u32 },
+    #[error(
+        "another Tessera node holds this database; several nodes on one database are not \
+         supported yet"
+    )]
+    DatabaseInUse,
     #[error("the data directory is in use by another process")]
     Locked,
     #[error("the flusher stopped before this write was made durable")]
@@ -82,6 +93,11 @@ impl Store {
     /// cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         Self::over(Arc::new(SledBackend::open(dir, cache_bytes)?))
+    }
+
+    /// Connects to the PostgreSQL store at `url`, creating or upgrading its schema.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::over(Arc::new(pg::PgBackend::connect(url)?))
     }
 
     /// A throwaway store for tests and benches.
