@@ -3,8 +3,8 @@
 //!
 //! # How it keeps the contract
 //! - **Group commit is a transaction.** A partition's or the change log's write is queued in
-//!   memory ([`Pending`]); [`Backend::flush`] sends every queued statement in one transaction,
-//!   pipelined on one connection, and returns once it committed (`synchronous_commit` is on,
+//!   memory ([`Pending`]); [`Backend::flush`] sends them in one transaction, as at most four
+//!   statements whose rows are arrays ([`Columns`]), and returns once it committed (`synchronous_commit` is on,
 //!   PostgreSQL's default). Many writers share one commit, as they share one `fsync` on sled.
 //!   A commit that fails puts its statements back at the head of the queue, so the next flush
 //!   tries them again, in order.
@@ -95,35 +95,130 @@ pub(super) enum Op {
     },
 }
 
-impl Op {
-    fn sql(&self) -> &'static str {
-        match self {
-            Op::PutEntry { .. } => {
-                "INSERT INTO tessera_entries (id, shard, exp, kind, digest, record) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record"
-            }
-            Op::ReplaceEntry { .. } => "UPDATE tessera_entries SET record = $2 WHERE id = $1",
-            Op::DeleteEntry { .. } => "DELETE FROM tessera_entries WHERE id = $1",
-            Op::PutChange { .. } => {
-                "INSERT INTO tessera_changes (seq, until, change) VALUES ($1, $2, $3) ON CONFLICT (seq) DO NOTHING"
+/// A batch as columns: one array per column and one statement per kind of write, so a commit
+/// costs four statements however many writes it carries (a statement per write made the
+/// database's CPU the limit of durable issuance).
+///
+/// Within one transaction the kinds can go in this order (puts, replacements, deletions,
+/// changes) whatever order the writers queued them in: an entry is put before it is replaced
+/// or deleted, never the other way, and ids are never reused. A replacement that comes twice
+/// for one entry keeps the later one.
+#[derive(Default)]
+struct Columns {
+    put_ids: Vec<i64>,
+    put_shards: Vec<i16>,
+    put_exps: Vec<i64>,
+    put_kinds: Vec<i16>,
+    put_digests: Vec<Vec<u8>>,
+    put_records: Vec<Vec<u8>>,
+    replace_ids: Vec<i64>,
+    replace_records: Vec<Vec<u8>>,
+    delete_ids: Vec<i64>,
+    change_seqs: Vec<i64>,
+    change_untils: Vec<i64>,
+    changes: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn of(ops: &[Op]) -> Columns {
+        let mut c = Columns::default();
+        let mut replaced: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+        for op in ops {
+            match op {
+                Op::PutEntry {
+                    id,
+                    shard,
+                    exp,
+                    kind,
+                    digest,
+                    record,
+                } => {
+                    c.put_ids.push(*id);
+                    c.put_shards.push(*shard);
+                    c.put_exps.push(*exp);
+                    c.put_kinds.push(*kind);
+                    c.put_digests.push(digest.clone());
+                    c.put_records.push(record.clone());
+                }
+                Op::ReplaceEntry { id, record } => match replaced.get(id) {
+                    Some(&at) => c.replace_records[at] = record.clone(),
+                    None => {
+                        replaced.insert(*id, c.replace_ids.len());
+                        c.replace_ids.push(*id);
+                        c.replace_records.push(record.clone());
+                    }
+                },
+                Op::DeleteEntry { id } => c.delete_ids.push(*id),
+                Op::PutChange { seq, until, change } => {
+                    c.change_seqs.push(*seq);
+                    c.change_untils.push(*until);
+                    c.changes.push(change.clone());
+                }
             }
         }
+        c
     }
 
-    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        match self {
-            Op::PutEntry {
-                id,
-                shard,
-                exp,
-                kind,
-                digest,
-                record,
-            } => vec![id, shard, exp, kind, digest, record],
-            Op::ReplaceEntry { id, record } => vec![id, record],
-            Op::DeleteEntry { id } => vec![id],
-            Op::PutChange { seq, until, change } => vec![seq, until, change],
+    /// Sends the statements this batch needs, pipelined on the one connection.
+    async fn write(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+        let mut runs = Vec::with_capacity(4);
+        if !self.put_ids.is_empty() {
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO tessera_entries (id, shard, exp, kind, digest, record) \
+                     SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::smallint[], $5::bytea[], $6::bytea[]) \
+                     ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+                )
+                .await?;
+            runs.push((
+                statement,
+                vec![
+                    &self.put_ids as &(dyn ToSql + Sync),
+                    &self.put_shards,
+                    &self.put_exps,
+                    &self.put_kinds,
+                    &self.put_digests,
+                    &self.put_records,
+                ],
+            ));
         }
+        if !self.replace_ids.is_empty() {
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE tessera_entries AS e SET record = v.record \
+                     FROM unnest($1::bigint[], $2::bytea[]) AS v(id, record) WHERE e.id = v.id",
+                )
+                .await?;
+            runs.push((
+                statement,
+                vec![&self.replace_ids as &(dyn ToSql + Sync), &self.replace_records],
+            ));
+        }
+        if !self.delete_ids.is_empty() {
+            let statement = tx
+                .prepare_cached("DELETE FROM tessera_entries WHERE id = ANY($1::bigint[])")
+                .await?;
+            runs.push((statement, vec![&self.delete_ids as &(dyn ToSql + Sync)]));
+        }
+        if !self.change_seqs.is_empty() {
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO tessera_changes (seq, until, change) \
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) ON CONFLICT (seq) DO NOTHING",
+                )
+                .await?;
+            runs.push((
+                statement,
+                vec![
+                    &self.change_seqs as &(dyn ToSql + Sync),
+                    &self.change_untils,
+                    &self.changes,
+                ],
+            ));
+        }
+        // In order: tokio-postgres runs pipelined statements in the order they were sent.
+        futures_util::future::try_join_all(runs.iter().map(|(s, params)| tx.execute(s, params))).await?;
+        Ok(())
     }
 }
 
@@ -185,30 +280,10 @@ impl Shared {
             p.committing = Arc::clone(&batch);
             batch
         };
-        let ops = Arc::clone(&batch);
+        let columns = Columns::of(&batch);
         let result = self.io.run(move |mut client| async move {
             let tx = client.transaction().await?;
-            let mut statements = Vec::with_capacity(4);
-            for op in ops.iter() {
-                if !statements.iter().any(|(sql, _)| *sql == op.sql()) {
-                    statements.push((op.sql(), tx.prepare_cached(op.sql()).await?));
-                }
-            }
-            let statement = |op: &Op| {
-                statements
-                    .iter()
-                    .find(|(sql, _)| *sql == op.sql())
-                    .map(|(_, s)| s.clone())
-                    .expect("prepared above")
-            };
-            // Sent together: tokio-postgres pipelines them on the one connection.
-            let runs = ops.iter().map(|op| {
-                let s = statement(op);
-                let params = op.params();
-                let tx = &tx;
-                async move { tx.execute(&s, &params).await }
-            });
-            futures_util::future::try_join_all(runs).await?;
+            columns.write(&tx).await?;
             tx.commit().await?;
             Ok(())
         });
