@@ -97,7 +97,7 @@ async fn worker(base: String, ledger: Rc<RefCell<Ledger>>, stop: Rc<RefCell<bool
 async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 2, 2);
-    kill_mid_traffic_and_check(dir.path()).await;
+    kill_mid_traffic_and_check(dir.path(), "sled").await;
 }
 
 #[actix_rt::test]
@@ -111,7 +111,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation_on_postgres() {
         2,
         &format!("store = \"postgres\"\ndatabase_url = {url:?}"),
     );
-    kill_mid_traffic_and_check(dir.path()).await;
+    kill_mid_traffic_and_check(dir.path(), "postgres").await;
     // Nothing of the tokens reached the data directory: they are all in the database.
     assert!(!dir.path().join("data/db").exists(), "no sled store beside PostgreSQL");
     // The server created the schema; `tessera migrate` finds nothing left to apply.
@@ -125,7 +125,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation_on_postgres() {
     assert!(said.contains("nothing to apply"), "{said}");
 }
 
-async fn kill_mid_traffic_and_check(dir: &Path) {
+async fn kill_mid_traffic_and_check(dir: &Path, backend: &str) {
     let (mut child, base) = spawn_tessera(dir).await;
     let ledger = Rc::new(RefCell::new(Ledger::default()));
     let stop = Rc::new(RefCell::new(false));
@@ -182,7 +182,7 @@ async fn kill_mid_traffic_and_check(dir: &Path) {
         resurrected.len()
     );
     eprintln!(
-        "crash test: {} issued, {} revoked, {} checked active after restart",
+        "crash test ({backend}): {} issued, {} revoked, {} checked active after restart",
         ledger.issued.len(),
         ledger.revoked.len(),
         checked_active
