@@ -66,24 +66,8 @@ impl ClientRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::SecretDigest;
+    use crate::store::contract::client;
     use crate::store::Store;
-    use crate::vocab::GrantType;
-
-    fn client(id: &str) -> ClientRecord {
-        ClientRecord {
-            client_id: id.into(),
-            secret_digest: SecretDigest([1; 32]),
-            redirect_uris: vec![],
-            grant_types: vec![GrantType::ClientCredentials],
-            scopes: vec!["read".into()],
-            post_logout_redirect_uris: vec![],
-            introspect: false,
-            resource: None,
-            rate_limit_per_sec: 0,
-            refresh: Default::default(),
-        }
-    }
 
     #[test]
     fn upsert_list_remove_and_reload() {

@@ -212,7 +212,8 @@ fn change_numbers_grow_across_reopens_and_ranges_are_ordered(open: &mut dyn Open
     );
 }
 
-fn client(id: &str) -> ClientRecord {
+/// A client credentials client named `id`, for tests of storage.
+pub fn client(id: &str) -> ClientRecord {
     ClientRecord {
         client_id: id.into(),
         secret_digest: SecretDigest([1; 32]),
@@ -227,7 +228,8 @@ fn client(id: &str) -> ClientRecord {
     }
 }
 
-fn user(name: &str) -> UserRecord {
+/// A user named `name` whose `sub` is `sub-<name>`, for tests of storage.
+pub fn user(name: &str) -> UserRecord {
     UserRecord {
         username: name.into(),
         sub: format!("sub-{name}"),

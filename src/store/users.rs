@@ -82,18 +82,8 @@ impl UserRegistry {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::store::contract::user;
     use crate::store::Store;
-
-    fn user(name: &str) -> UserRecord {
-        UserRecord {
-            username: name.into(),
-            sub: format!("sub-{name}"),
-            password_hash: "$argon2id$stub".into(),
-            email: None,
-            name: None,
-        }
-    }
 
     #[test]
     fn users_round_trip_and_removal_takes_their_consents() {
