@@ -94,7 +94,8 @@ impl TestPostgres {
             .map(|a| a.port())
             .unwrap();
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c max_connections=50",
+            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c max_connections=50 \
+             -c shared_buffers=16MB",
             dir.display()
         );
         let mut start = command(&bin.join("pg_ctl"));
