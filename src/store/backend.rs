@@ -11,6 +11,8 @@
 //!   has taken the write; it is durable once a later [`Backend::flush`] has returned (group
 //!   commit calls it for many writers at once). The registries' writes are the exception: they
 //!   are rare, and each returns durable.
+//! - **Reads see every write applied before them**, flushed or not (a load, a sweep, a
+//!   range of the change log).
 //! - **Order survives a crash.** If a crash keeps a write, it keeps every write the same caller
 //!   made before it. The change log relies on it: a change is written before the removals it
 //!   announces, so no removal survives without its change.
@@ -26,7 +28,7 @@
 use crate::crypto::TokenDigest;
 
 use super::changes::Change;
-use super::{ClientRecord, CodeRecord, ConsentRecord, StoreError, TokenRecord, UserRecord};
+use super::{ClientRecord, CodeRecord, ConsentRecord, Record, StoreError, TokenRecord, UserRecord};
 
 /// One store: the source of every other handle.
 pub trait Backend: Send + Sync + 'static {
@@ -72,6 +74,23 @@ impl Entry<'_> {
             Entry::RevokedFamily { until } => *until,
         }
     }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Entry::Token(_) => Kind::Token,
+            Entry::Code(_) => Kind::Code,
+            Entry::RevokedFamily { .. } => Kind::RevokedFamily,
+        }
+    }
+
+    /// Appends the record's encoding (postcard; nothing for a revoked family) to `buf`.
+    pub fn encode_into(&self, buf: Vec<u8>) -> Vec<u8> {
+        match self {
+            Entry::Token(r) => r.encode_into(buf),
+            Entry::Code(r) => r.encode_into(buf),
+            Entry::RevokedFamily { .. } => buf,
+        }
+    }
 }
 
 /// An entry read back.
@@ -82,12 +101,40 @@ pub enum Loaded {
     RevokedFamily,
 }
 
-/// The kinds of entry, as a sweep reports them.
+impl Loaded {
+    /// The entry of kind `kind` whose record is encoded in `record`.
+    pub fn decode(kind: Kind, record: &[u8]) -> Result<Loaded, StoreError> {
+        Ok(match kind {
+            Kind::Token => Loaded::Token(TokenRecord::decode(record)?),
+            Kind::Code => Loaded::Code(CodeRecord::decode(record)?),
+            Kind::RevokedFamily => Loaded::RevokedFamily,
+        })
+    }
+}
+
+/// The kinds of entry. Every backend stores a kind as its [`code`](Kind::code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Token,
     Code,
     RevokedFamily,
+}
+
+impl Kind {
+    pub const fn code(self) -> u8 {
+        match self {
+            Kind::Token => b't',
+            Kind::Code => b'c',
+            Kind::RevokedFamily => b'f',
+        }
+    }
+
+    /// `None` for a byte that is no kind's code.
+    pub fn from_code(code: u8) -> Option<Kind> {
+        [Kind::Token, Kind::Code, Kind::RevokedFamily]
+            .into_iter()
+            .find(|k| k.code() == code)
+    }
 }
 
 /// An entry a sweep removed.

@@ -354,7 +354,7 @@ impl Backend for PgBackend {
             let row = client
                 .query_one(
                     "SELECT count(*) FROM tessera_entries WHERE kind = $1",
-                    &[&partition::TOKEN],
+                    &[&partition::kind_column(super::backend::Kind::Token)],
                 )
                 .await?;
             Ok(row.get::<_, i64>(0) as usize)

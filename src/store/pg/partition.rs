@@ -1,18 +1,14 @@
-//! One partition's entries: the rows of `tessera_entries` with its `shard`. `kind` is
-//! [`TOKEN`], [`CODE`] or [`FAMILY`], `record` the postcard encoding (none for a revoked
-//! family), `digest` the 32-byte digest.
+//! One partition's entries: the rows of `tessera_entries` with its `shard`. `kind` is the
+//! entry's [`Kind::code`], `record` the postcard encoding (empty for a revoked family),
+//! `digest` the 32-byte digest.
 
 use std::sync::Arc;
 
 use crate::crypto::TokenDigest;
 use crate::store::backend::{Entry, EntryKey, Kind, Loaded, PartitionLog, Swept};
-use crate::store::{CodeRecord, Record, StoreError, TokenRecord};
+use crate::store::StoreError;
 
 use super::{Op, Shared};
-
-pub const TOKEN: i16 = 0;
-pub const CODE: i16 = 1;
-pub const FAMILY: i16 = 2;
 
 pub(super) struct PgPartition {
     shared: Arc<Shared>,
@@ -28,12 +24,13 @@ impl PgPartition {
     }
 }
 
-fn encode(entry: Entry<'_>) -> (i16, Vec<u8>) {
-    match entry {
-        Entry::Token(r) => (TOKEN, r.encode()),
-        Entry::Code(r) => (CODE, r.encode()),
-        Entry::RevokedFamily { .. } => (FAMILY, Vec::new()),
-    }
+/// A kind as the `kind` column holds it.
+pub(super) fn kind_column(kind: Kind) -> i16 {
+    i16::from(kind.code())
+}
+
+fn kind_of(column: i16) -> Option<Kind> {
+    u8::try_from(column).ok().and_then(Kind::from_code)
 }
 
 fn digest_of(bytes: &[u8]) -> Result<TokenDigest, StoreError> {
@@ -121,13 +118,8 @@ impl PartitionLog for PgPartition {
                     exp: exp as u64,
                     id: id as u64,
                 };
-                let loaded = match kind {
-                    TOKEN => Loaded::Token(TokenRecord::decode(&record)?),
-                    CODE => Loaded::Code(CodeRecord::decode(&record)?),
-                    FAMILY => Loaded::RevokedFamily,
-                    _ => return Err(StoreError::CorruptKey),
-                };
-                visit(key, digest_of(&digest)?, loaded)
+                let kind = kind_of(kind).ok_or(StoreError::CorruptKey)?;
+                visit(key, digest_of(&digest)?, Loaded::decode(kind, &record)?)
             },
         )
     }
@@ -137,14 +129,13 @@ impl PartitionLog for PgPartition {
             exp: entry.exp(),
             id: self.shared.next_id()?,
         };
-        let (kind, record) = encode(entry);
         self.shared.queue(Op::PutEntry {
             id: key.id as i64,
             shard: self.shard,
             exp: key.exp as i64,
-            kind,
+            kind: kind_column(entry.kind()),
             digest: digest.0.to_vec(),
-            record,
+            record: entry.encode_into(Vec::new()),
         });
         Ok(key)
     }
@@ -152,7 +143,7 @@ impl PartitionLog for PgPartition {
     fn replace(&mut self, key: EntryKey, _digest: &TokenDigest, entry: Entry<'_>) -> Result<(), StoreError> {
         self.shared.queue(Op::ReplaceEntry {
             id: key.id as i64,
-            record: encode(entry).1,
+            record: entry.encode_into(Vec::new()),
         });
         Ok(())
     }
@@ -181,11 +172,8 @@ impl PartitionLog for PgPartition {
         })?;
         let mut swept = Vec::with_capacity(rows.len());
         for (id, kind, digest) in rows {
-            let kind = match kind {
-                TOKEN => Kind::Token,
-                CODE => Kind::Code,
-                FAMILY => Kind::RevokedFamily,
-                _ => continue,
+            let Some(kind) = kind_of(kind) else {
+                continue;
             };
             swept.push(Swept {
                 id: id as u64,

@@ -3,19 +3,15 @@
 //! # Keys
 //! `exp (u64 big endian) ‖ id (u64 big endian)` → `kind ‖ digest ‖ record`, where `id` comes
 //! from `sled::Db::generate_id` (unique across the database and across restarts) and `kind` is
-//! `t` for a [`TokenRecord`], `c` for a [`CodeRecord`] (postcard), and `f` for a revoked family
-//! (no record). Keys in expiry order make the tree its own expiry index, so a sweep reads only
+//! the entry's [`Kind::code`]: `t` for a token record, `c` for a code record (postcard), and
+//! `f` for a revoked family (no record). Keys in expiry order make the tree its own expiry index, so a sweep reads only
 //! an expired prefix. Within one expiry second, ids only grow, so new entries land at the
 //! right edge of the tree's recent range instead of at random places: sled's inserts there cost
 //! less (BENCHMARKS.md), and a 16-byte key is stored inline, without an allocation.
 
 use crate::crypto::TokenDigest;
 use crate::store::backend::{Entry, EntryKey, Kind, Loaded, PartitionLog, Swept};
-use crate::store::{CodeRecord, Record, StoreError, TokenRecord};
-
-const TOKEN: u8 = b't';
-const CODE: u8 = b'c';
-const FAMILY: u8 = b'f';
+use crate::store::StoreError;
 const KEY_LEN: usize = 16;
 /// Kind and digest, before the record in every value.
 const VALUE_HEAD: usize = 33;
@@ -29,18 +25,9 @@ fn key(exp: u64, id: u64) -> [u8; KEY_LEN] {
 
 fn value(digest: &TokenDigest, entry: Entry<'_>) -> Vec<u8> {
     let mut v = Vec::with_capacity(VALUE_HEAD + 48);
-    let kind = match entry {
-        Entry::Token(_) => TOKEN,
-        Entry::Code(_) => CODE,
-        Entry::RevokedFamily { .. } => FAMILY,
-    };
-    v.push(kind);
+    v.push(entry.kind().code());
     v.extend_from_slice(&digest.0);
-    match entry {
-        Entry::Token(r) => r.encode_into(v),
-        Entry::Code(r) => r.encode_into(v),
-        Entry::RevokedFamily { .. } => v,
-    }
+    entry.encode_into(v)
 }
 
 /// A stored entry's parts: expiry and id from the key, kind and digest from the value, and the
@@ -73,13 +60,8 @@ impl PartitionLog for SledPartition {
         for entry in self.tree.range(key(now.saturating_add(1), 0)..) {
             let (k, v) = entry?;
             let (at, kind, digest, bytes) = parse(&k, &v).ok_or(StoreError::CorruptKey)?;
-            let loaded = match kind {
-                TOKEN => Loaded::Token(TokenRecord::decode(bytes)?),
-                CODE => Loaded::Code(CodeRecord::decode(bytes)?),
-                FAMILY => Loaded::RevokedFamily,
-                _ => return Err(StoreError::CorruptKey),
-            };
-            visit(at, digest, loaded)?;
+            let kind = Kind::from_code(kind).ok_or(StoreError::CorruptKey)?;
+            visit(at, digest, Loaded::decode(kind, bytes)?)?;
         }
         Ok(())
     }
@@ -115,11 +97,8 @@ impl PartitionLog for SledPartition {
             self.tree.remove(k)?;
             // Bytes that are not an entry go too: the sweep is what would ever remove them.
             if let Some((at, kind, digest, _)) = parse(k, v) {
-                let kind = match kind {
-                    TOKEN => Kind::Token,
-                    CODE => Kind::Code,
-                    FAMILY => Kind::RevokedFamily,
-                    _ => continue,
+                let Some(kind) = Kind::from_code(kind) else {
+                    continue;
                 };
                 swept.push(Swept {
                     id: at.id,
@@ -157,5 +136,5 @@ pub(super) fn move_misplaced(tree: &sled::Tree, own: usize, new: &[sled::Tree]) 
 
 /// Whether a stored value is a token record (for counting what the sweeper left).
 pub(super) fn is_token(v: &[u8]) -> bool {
-    v.first() == Some(&TOKEN)
+    v.first() == Some(&Kind::Token.code())
 }
