@@ -227,7 +227,7 @@ fn actors_and_http(c: &mut Criterion, f: &mut Fixture) {
                 for n in 0..iters as usize {
                     let digest = f.key.token_digest(&shuffled[n % shuffled.len()]);
                     let found = router.introspect(digest, now).await;
-                    assert!(matches!(found, Ok(Some(_))));
+                    assert!(matches!(found, Ok(tessera::actors::Lookup::Live(_))));
                 }
                 started.elapsed()
             })

@@ -58,6 +58,11 @@ pub struct RawConfig {
     pub sweep_interval_secs: Option<u64>,
     /// Pause of the group-commit flusher after a flush that covered many writers, in µs.
     pub commit_delay_us: Option<u64>,
+    /// On a database shared by several nodes: how often a node reads the others' changes, in ms.
+    pub cluster_poll_ms: Option<u64>,
+    /// On a database shared by several nodes: how long a node may go without reading the
+    /// change log before it stops answering from memory (503), in ms.
+    pub cluster_stale_ms: Option<u64>,
     /// sled page cache, in MiB. Reads are answered from memory, so sled caches only the pages
     /// that writes touch; a large cache mostly holds pages read once at start.
     pub cache_mib: Option<u64>,
@@ -245,6 +250,12 @@ impl RawConfig {
         if let Some(v) = num(&env, "TESSERA_COMMIT_DELAY_US")? {
             self.commit_delay_us = Some(v);
         }
+        if let Some(v) = num(&env, "TESSERA_CLUSTER_POLL_MS")? {
+            self.cluster_poll_ms = Some(v);
+        }
+        if let Some(v) = num(&env, "TESSERA_CLUSTER_STALE_MS")? {
+            self.cluster_stale_ms = Some(v);
+        }
         if let Some(v) = num(&env, "TESSERA_CACHE_MIB")? {
             self.cache_mib = Some(v);
         }
@@ -367,6 +378,7 @@ impl RawConfig {
                 "commit_delay_us must be at most 100000 (100 ms), got {commit_delay_us}"
             )));
         }
+        let cluster = ClusterSettings::validate(self.cluster_poll_ms, self.cluster_stale_ms)?;
         let mut clients = Vec::with_capacity(self.clients.len());
         for c in self.clients {
             if c.client_id.is_empty() || c.client_secret.is_empty() {
@@ -449,6 +461,7 @@ impl RawConfig {
             users,
             sweep_interval: Duration::from_secs(self.sweep_interval_secs.unwrap_or(30).max(1)),
             commit_delay: Duration::from_micros(commit_delay_us),
+            cluster,
             cache_bytes: self.cache_mib.unwrap_or(32) * 1024 * 1024,
             max_body_bytes: bounds.max_body_bytes,
             max_query_bytes: bounds.max_query_bytes,
@@ -606,6 +619,7 @@ pub struct Settings {
     pub users: Vec<RawUser>,
     pub sweep_interval: Duration,
     pub commit_delay: Duration,
+    pub cluster: ClusterSettings,
     pub cache_bytes: u64,
     pub max_body_bytes: usize,
     pub audit_log: crate::audit::AuditTarget,
@@ -620,6 +634,37 @@ pub struct Settings {
     pub limits: crate::limits::LimitPolicy,
     pub listeners: Listeners,
     pub feed: FeedSettings,
+}
+
+/// How a node keeps up with the other nodes of a shared database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Between two reads of the change log (`cluster_poll_ms`, 20 ms).
+    pub poll_interval: Duration,
+    /// Without a successful read for this long, the node cannot vouch for its memory
+    /// (`cluster_stale_ms`, 1000 ms).
+    pub stale_after: Duration,
+}
+
+impl ClusterSettings {
+    fn validate(poll_ms: Option<u64>, stale_ms: Option<u64>) -> Result<Self, ConfigError> {
+        let poll = poll_ms.unwrap_or(20);
+        let stale = stale_ms.unwrap_or(1000);
+        if !(1..=10_000).contains(&poll) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster_poll_ms must be between 1 and 10000, got {poll}"
+            )));
+        }
+        if stale < 2 * poll {
+            return Err(ConfigError::Invalid(format!(
+                "cluster_stale_ms must be at least twice cluster_poll_ms ({poll}), got {stale}"
+            )));
+        }
+        Ok(Self {
+            poll_interval: Duration::from_millis(poll),
+            stale_after: Duration::from_millis(stale),
+        })
+    }
 }
 
 /// Which backend keeps the state.
@@ -946,6 +991,34 @@ mod tests {
         }
         .validate()
         .is_err());
+        assert!(RawConfig {
+            cluster_poll_ms: Some(0),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(
+            RawConfig {
+                cluster_poll_ms: Some(50),
+                cluster_stale_ms: Some(99),
+                ..Default::default()
+            }
+            .validate()
+            .is_err(),
+            "a node must get two polls in before it counts as stale"
+        );
+        let cluster = RawConfig {
+            cluster_poll_ms: Some(5),
+            cluster_stale_ms: Some(300),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap()
+        .cluster;
+        assert_eq!(
+            (cluster.poll_interval, cluster.stale_after),
+            (Duration::from_millis(5), Duration::from_millis(300))
+        );
         assert!(RawConfig {
             issuer: Some("ftp://x".into()),
             ..Default::default()

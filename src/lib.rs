@@ -35,6 +35,7 @@ pub mod actors;
 pub mod admin;
 pub mod audit;
 pub mod authority;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod datadir;

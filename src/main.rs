@@ -218,7 +218,7 @@ where
             .issuer
             .clone()
             .unwrap_or_else(|| format!("http://{}", settings.bind).into());
-        let engine = match Engine::open(settings, issuer).await {
+        let engine = match Engine::open(settings, issuer, server::Holding::Sole).await {
             Ok(engine) => engine,
             Err(StartError::Store {
                 source: StoreError::Locked | StoreError::DatabaseInUse,

@@ -17,6 +17,7 @@ use actix_web::{middleware, web, App, HttpServer};
 use crate::actors::ShardRouter;
 use crate::admin::{ClientSpec, UserSpec};
 use crate::authority::{Authority, AuthorityConfig};
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::config::StoreChoice;
 use crate::crypto::random_string;
@@ -25,6 +26,7 @@ use crate::feed::Feed;
 use crate::http::{self, AppState};
 use crate::operations::{ConfigOwned, Door, Operations};
 use crate::signing::{KeyStoreError, SigningKeys};
+pub use crate::store::pg::Holding;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +64,7 @@ impl Engine {
     /// Opens the data directory, loads the token partitions, starts the shards, and applies the
     /// config file's clients and users (through the operations layer, as `Door::Config`). Must be
     /// called inside an actix `System`.
-    pub async fn open(settings: &Settings, issuer: Arc<str>) -> Result<Engine, StartError> {
+    pub async fn open(settings: &Settings, issuer: Arc<str>, holding: Holding) -> Result<Engine, StartError> {
         crate::metrics::install();
         datadir::ensure_dir(&settings.data_dir)?;
         let key = datadir::load_server_key(settings.server_key.as_deref(), &settings.server_key_file)?;
@@ -72,9 +74,16 @@ impl Engine {
         };
         let store = match &settings.store {
             StoreChoice::Sled => Store::open(&settings.data_dir, settings.cache_bytes),
-            StoreChoice::Postgres(url) => Store::connect(url),
+            StoreChoice::Postgres(url) => Store::connect(url, holding),
         }
         .map_err(store_err)?;
+        // Where this node starts following the other nodes' changes: taken before the
+        // partitions load, so that a change made while they load is not missed.
+        let followed_from = store.changes().head();
+        let cluster = match holding {
+            Holding::Node => store.shared().map(|db| Cluster::new(db, &settings.cluster)),
+            Holding::Sole => None,
+        };
         let clients = store.clients().map_err(store_err)?;
         let users = store.users().map_err(store_err)?;
         let signing = SigningKeys::load_or_create(&settings.data_dir, settings.id_token_alg, crate::unix_now())?;
@@ -89,6 +98,9 @@ impl Engine {
         store.changes().set_capacity(settings.feed.log_max_events);
         let commit = Arc::new(store.group_commit(settings.commit_delay));
         let shards = ShardRouter::start(partitions, settings.shard_threads, commit, settings.sweep_interval);
+        if let Some(cluster) = &cluster {
+            cluster.follow(shards.clone(), followed_from, settings.cluster.poll_interval);
+        }
         let authority = Authority::new(
             key.clone(),
             clients,
@@ -105,6 +117,7 @@ impl Engine {
                 audit: crate::audit::Audit::start(&settings.audit_log)?,
                 limits: settings.limits.clone(),
                 cache_hint: settings.feed.cache_hint,
+                cluster,
             },
         );
         let feed = Feed::new(authority.clone(), Arc::clone(store.changes()), settings.feed.heartbeat);
@@ -238,7 +251,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         authority,
         ops,
         feed,
-    } = Engine::open(&settings, Arc::clone(&issuer)).await?;
+    } = Engine::open(&settings, Arc::clone(&issuer), Holding::Node).await?;
     close_feed_on_signal(feed.clone());
 
     let audit = authority.audit().clone();

@@ -13,6 +13,7 @@ mod access;
 mod accounts;
 mod bad_input;
 mod browser;
+mod cluster;
 mod code_flow;
 mod crash;
 mod demo_browser;

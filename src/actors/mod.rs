@@ -32,12 +32,12 @@ use metrics::Gauge;
 use tokio::sync::oneshot;
 
 pub use shard::{
-    Holder, IntrospectTokens, IssueCode, IssueToken, Ping, RedeemCode, Revocation, RevokeFamilies, RevokeFamily,
-    RevokeHolder, RevokeToken, RotateRefresh, Rotation, TokenShard, TokensOfSubject,
+    ForgetChange, HoldToken, Holder, IntrospectTokens, IssueCode, IssueToken, Lookup, Ping, RedeemCode, Revocation,
+    RevokeFamilies, RevokeFamily, RevokeHolder, RevokeToken, RotateRefresh, Rotation, TokenShard, TokensOfSubject,
 };
 
 use crate::crypto::TokenDigest;
-use crate::store::{GroupCommit, TokenPartition, TokenRecord};
+use crate::store::{GroupCommit, TokenPartition};
 use batch::Outboxes;
 
 struct ShardHandle {
@@ -48,17 +48,17 @@ struct ShardHandle {
 }
 
 /// A lookup waiting for its batch to be sent: what to look up, and where the answer goes.
-struct Lookup {
+struct Waiting {
     digest: TokenDigest,
     now: u64,
-    reply: oneshot::Sender<Option<TokenRecord>>,
+    reply: oneshot::Sender<Lookup>,
 }
 
 /// Cheap to clone; every HTTP worker holds one. The shard threads stop when the last clone drops.
 #[derive(Clone)]
 pub struct ShardRouter {
     shards: Arc<[ShardHandle]>,
-    lookups: Arc<Outboxes<Lookup>>,
+    lookups: Arc<Outboxes<Waiting>>,
     _threads: Arc<ShardThreads>,
 }
 
@@ -114,14 +114,13 @@ impl ShardRouter {
         shard.addr.send(msg).await
     }
 
-    /// The record of the token with `digest` if it is live at `now`, from the shard that owns
-    /// it, in one message with the other lookups this thread makes for that shard in the same
+    /// What the shard that owns the token with `digest` holds of it at `now`, in one message with the other lookups this thread makes for that shard in the same
     /// turn of its event loop (see `batch`). Must be called on a thread that runs an actix
     /// (tokio `LocalSet`) event loop, such as an HTTP worker.
-    pub async fn introspect(&self, digest: TokenDigest, now: u64) -> Result<Option<TokenRecord>, MailboxError> {
+    pub async fn introspect(&self, digest: TokenDigest, now: u64) -> Result<Lookup, MailboxError> {
         let shard = digest.shard(self.shards.len());
         let (reply, answer) = oneshot::channel();
-        if self.lookups.push(shard, Lookup { digest, now, reply }) {
+        if self.lookups.push(shard, Waiting { digest, now, reply }) {
             actix_rt::spawn(self.clone().send_lookups(shard));
         }
         // The sender is dropped unanswered only if the shard did not answer the batch.
@@ -172,7 +171,7 @@ impl ShardRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::{Store, TokenRecord};
 
     #[actix_rt::test]
     async fn concurrent_lookups_from_one_thread_each_get_their_own_answer() {
@@ -190,12 +189,12 @@ mod tests {
         let router = ShardRouter::start(partitions, 2, commit, Duration::from_secs(3600));
         let answers = futures_util::future::join_all(digests.iter().map(|d| router.introspect(*d, 500))).await;
         for (i, answer) in answers.into_iter().enumerate() {
-            let exp = answer.unwrap().map(|r| r.exp);
+            let exp = answer.unwrap().live().map(|r| r.exp);
             assert_eq!(exp, i.is_multiple_of(3).then_some(1000 + i as u64), "lookup {i}");
         }
         // Each lookup carries its own clock: at 1050 only the tokens from index 51 on are live.
         let later = futures_util::future::join_all(digests.iter().map(|d| router.introspect(*d, 1050))).await;
-        let live = later.iter().filter(|a| matches!(a, Ok(Some(_)))).count();
+        let live = later.iter().filter(|a| matches!(a, Ok(Lookup::Live(_)))).count();
         assert_eq!(live, (51..120u64).filter(|i| i.is_multiple_of(3)).count());
     }
 }

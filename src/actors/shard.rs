@@ -14,8 +14,10 @@ use metrics::{Gauge, Histogram};
 
 use crate::crypto::TokenDigest;
 use crate::oauth::Scope;
+use crate::store::backend::Fetched;
 use crate::store::{
-    CodeRecord, Durable, GroupCommit, MassRevocation, Redeem, StoreError, TokenPartition, TokenRecord, TokenType,
+    Change, CodeRecord, Durable, GroupCommit, MassRevocation, Redeem, StoreError, TokenPartition, TokenRecord,
+    TokenType,
 };
 
 /// Room for bursts from every HTTP worker before senders wait.
@@ -65,6 +67,10 @@ impl TokenShard {
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let forgotten = self.partition.forget_expired(crate::unix_now());
+        if forgotten > 0 {
+            self.count_live();
+        }
         match self.partition.sweep_expired(crate::unix_now(), SWEEP_CHUNK) {
             Ok(0) => {}
             Ok(n) => {
@@ -172,7 +178,8 @@ pub enum Rotation {
 
 /// Exchange a refresh token of `client_id` at `now` (refresh rotation, OAuth 2.1 §4.3.1), if
 /// `requested` (when given) is within the token's scope: the check and the rotation are one
-/// message, so they cannot race.
+/// message, so they cannot race on this node (across nodes, see `cluster`). `fetched` as for
+/// [`RevokeToken`].
 #[derive(Message)]
 #[rtype(result = "Result<Rotation, StoreError>")]
 pub struct RotateRefresh {
@@ -180,6 +187,7 @@ pub struct RotateRefresh {
     pub client_id: String,
     pub requested: Option<Scope>,
     pub now: u64,
+    pub fetched: Option<Fetched>,
 }
 
 impl Handler<RotateRefresh> for TokenShard {
@@ -187,6 +195,9 @@ impl Handler<RotateRefresh> for TokenShard {
 
     fn handle(&mut self, msg: RotateRefresh, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
+        if let Some(fetched) = msg.fetched {
+            self.partition.hold(fetched, None);
+        }
         let Some(record) = self.partition.get(&msg.digest) else {
             return Ok(Rotation::Invalid);
         };
@@ -310,26 +321,110 @@ impl Handler<TokensOfSubject> for TokenShard {
     }
 }
 
-/// Look tokens up: each `(digest, now)` is answered with its record if it exists and has not
-/// expired at `now`. The records' claims are shared with the partition, so an answer copies no
-/// string. The router batches every lookup a worker makes for this shard in one turn of its
-/// event loop into one of these (see `ShardRouter::introspect`).
+/// What a shard's memory says of a token.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// Held and live.
+    Live(TokenRecord),
+    /// Held, and expired or used.
+    Inactive,
+    /// Not held. On a database shared with other nodes it may be another node's, to read
+    /// through ([`HoldToken`]); the partition's generation is taken now, before that read.
+    Absent { generation: u64 },
+}
+
+impl Lookup {
+    /// The record, if live.
+    pub fn live(self) -> Option<TokenRecord> {
+        match self {
+            Lookup::Live(record) => Some(record),
+            _ => None,
+        }
+    }
+}
+
+/// Look tokens up: each `(digest, now)` is answered from memory ([`Lookup`]). The records'
+/// claims are shared with the partition, so an answer copies no string. The router batches
+/// every lookup a worker makes for this shard in one turn of its event loop into one of these
+/// (see `ShardRouter::introspect`).
 #[derive(Message)]
-#[rtype(result = "Vec<Option<TokenRecord>>")]
+#[rtype(result = "Vec<Lookup>")]
 pub struct IntrospectTokens {
     pub lookups: Vec<(TokenDigest, u64)>,
 }
 
 impl Handler<IntrospectTokens> for TokenShard {
-    type Result = Vec<Option<TokenRecord>>;
+    type Result = Vec<Lookup>;
 
     fn handle(&mut self, msg: IntrospectTokens, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
         self.batch_size.record(msg.lookups.len() as f64);
         msg.lookups
             .iter()
-            .map(|(digest, now)| self.partition.get(digest).filter(|r| r.is_live(*now)).cloned())
+            .map(|(digest, now)| match self.partition.get(digest) {
+                Some(record) if record.is_live(*now) => Lookup::Live(record.clone()),
+                Some(_) => Lookup::Inactive,
+                None => Lookup::Absent {
+                    generation: self.partition.generation(),
+                },
+            })
             .collect()
+    }
+}
+
+/// Hold a token read from a shared database after a lookup found it [`Lookup::Absent`] with
+/// `generation`, and answer the introspection with it: its record if it is live at `now` and
+/// its family is not closed here. A token this shard came to hold meanwhile answers for
+/// itself.
+#[derive(Message)]
+#[rtype(result = "Option<TokenRecord>")]
+pub struct HoldToken {
+    pub fetched: Fetched,
+    pub generation: u64,
+    pub now: u64,
+}
+
+impl Handler<HoldToken> for TokenShard {
+    type Result = Option<TokenRecord>;
+
+    fn handle(&mut self, msg: HoldToken, _: &mut Context<Self>) -> Self::Result {
+        self.took_message();
+        let digest = msg.fetched.digest;
+        if let Some(held) = self.partition.get(&digest) {
+            return held.is_live(msg.now).then(|| held.clone());
+        }
+        let fetched = msg.fetched.record.clone();
+        if fetched.claims.family.is_some_and(|f| self.partition.family_revoked(&f)) {
+            return None;
+        }
+        // Held or not (another node's revocation was forgotten since the read), the read
+        // itself is an answer as fresh as the database.
+        if self.partition.hold(msg.fetched, Some(msg.generation)) {
+            self.count_live();
+        }
+        fetched.is_live(msg.now).then_some(fetched)
+    }
+}
+
+/// Forget what another node revoked (`change`, read from the shared database's change log):
+/// memory only, since that node removed the entries. Sent to every shard.
+#[derive(Message, Clone)]
+#[rtype(result = "usize")]
+pub struct ForgetChange {
+    pub change: Arc<Change>,
+    pub now: u64,
+}
+
+impl Handler<ForgetChange> for TokenShard {
+    type Result = usize;
+
+    fn handle(&mut self, msg: ForgetChange, _: &mut Context<Self>) -> usize {
+        self.took_message();
+        let forgotten = self.partition.forget(&msg.change, msg.now);
+        if forgotten > 0 {
+            self.count_live();
+        }
+        forgotten
     }
 }
 
@@ -344,13 +439,15 @@ pub enum Revocation {
     NotOwner,
 }
 
-/// Revoke a token on behalf of `client_id` at `now`.
+/// Revoke a token on behalf of `client_id` at `now`. `fetched` is the token as read from a
+/// shared database, when this shard did not hold it: it is held first.
 #[derive(Message)]
 #[rtype(result = "Result<Revocation, StoreError>")]
 pub struct RevokeToken {
     pub digest: TokenDigest,
     pub client_id: String,
     pub now: u64,
+    pub fetched: Option<Fetched>,
 }
 
 impl Handler<RevokeToken> for TokenShard {
@@ -358,6 +455,9 @@ impl Handler<RevokeToken> for TokenShard {
 
     fn handle(&mut self, msg: RevokeToken, _: &mut Context<Self>) -> Self::Result {
         self.took_message();
+        if let Some(fetched) = msg.fetched {
+            self.partition.hold(fetched, None);
+        }
         match self.partition.get(&msg.digest) {
             None => Ok(Revocation::NotFound),
             Some(record) if record.claims.client_id != msg.client_id => Ok(Revocation::NotOwner),

@@ -70,10 +70,22 @@ impl Authority {
             revoked.codes += found.codes;
             families.extend(found.families);
         }
+        if let Some(cluster) = &self.inner.cluster {
+            // What other nodes issued to the holder.
+            let change = match &holder {
+                Holder::Subject(sub) => crate::store::Revoked::Subject(sub.clone()),
+                Holder::Client(client_id) => crate::store::Revoked::Client(client_id.clone()),
+            };
+            let stored = cluster.db().revoke_stored(change, now).await?;
+            revoked.tokens += stored.tokens;
+            revoked.codes += stored.codes;
+            families.extend(stored.families);
+        }
         revoked.grants = families.len();
         if !families.is_empty() {
+            let families: Vec<TokenDigest> = families.into_iter().collect();
             let msg = RevokeFamilies {
-                families: families.into_iter().collect::<Vec<_>>().into(),
+                families: families.clone().into(),
                 until: self.refresh_exp(now),
                 now,
             };
@@ -82,6 +94,15 @@ impl Authority {
                 durable.await?;
                 // Tokens a rotation under way issued between the two steps.
                 revoked.tokens += removed;
+            }
+            if let Some(cluster) = &self.inner.cluster {
+                for family in families {
+                    let stored = cluster
+                        .db()
+                        .revoke_stored(crate::store::Revoked::Family(family), now)
+                        .await?;
+                    revoked.tokens += stored.tokens;
+                }
             }
         }
         m::tokens_revoked(revoked.tokens);

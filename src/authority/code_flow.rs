@@ -86,6 +86,7 @@ impl Authority {
             exp: now + self.inner.code_ttl,
             redeemed: false,
         };
+        self.vouch()?;
         let durable = self.inner.shards.send(&digest, IssueCode { digest, record }).await??;
         durable.await?;
         m::code_issued();
@@ -106,12 +107,21 @@ impl Authority {
             return Err(invalid_grant("the code is invalid, expired or already used"));
         }
         let digest = self.inner.key.code_digest(code);
-        let msg = RedeemCode {
-            digest,
-            client_id: client.client_id.clone(),
-            now,
+        let (redeem, durable) = match &self.inner.cluster {
+            // Once across every node: the database's row decides, not this node's memory.
+            Some(cluster) => (
+                cluster.db().redeem_code(digest, client.client_id.clone(), now).await?,
+                None,
+            ),
+            None => {
+                let msg = RedeemCode {
+                    digest,
+                    client_id: client.client_id.clone(),
+                    now,
+                };
+                self.inner.shards.send(&digest, msg).await??
+            }
         };
-        let (redeem, durable) = self.inner.shards.send(&digest, msg).await??;
         let record = match redeem {
             Redeem::Redeemed(record) => record,
             Redeem::AlreadyUsed(_) => {
@@ -159,6 +169,48 @@ impl Authority {
         Ok(issued)
     }
 
+    /// Presents the refresh token `digest` to its shard, reading it through first if this node
+    /// does not hold it. On a shared database the rotation also spends the token there, once
+    /// across every node: a token another node spent first is reuse.
+    async fn rotate(
+        &self,
+        digest: TokenDigest,
+        client: &ClientRecord,
+        requested: Option<Scope>,
+        now: u64,
+    ) -> Result<Rotation, AuthorityError> {
+        let msg = |fetched| RotateRefresh {
+            digest,
+            client_id: client.client_id.clone(),
+            requested: requested.clone(),
+            now,
+            fetched,
+        };
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(self.inner.shards.send(&digest, msg(None)).await??);
+        };
+        let rotation = match self.inner.shards.send(&digest, msg(None)).await?? {
+            Rotation::Invalid => match cluster.fetch(digest, now).await? {
+                Some(fetched) => self.inner.shards.send(&digest, msg(Some(fetched))).await??,
+                None => Rotation::Invalid,
+            },
+            other => other,
+        };
+        match rotation {
+            Rotation::Rotated(record, durable) => {
+                if cluster.db().spend_refresh(digest).await? {
+                    Ok(Rotation::Rotated(record, durable))
+                } else {
+                    match record.claims.family {
+                        Some(family) => Ok(Rotation::Reused(family)),
+                        None => Ok(Rotation::Invalid),
+                    }
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
     /// The `refresh_token` grant with rotation (RFC 6749 §6, OAuth 2.1 §4.3.1).
     pub(super) async fn refresh(
         &self,
@@ -171,15 +223,10 @@ impl Authority {
         let Some(digest) = self.presented_digest(refresh_token) else {
             return Err(invalid_grant("the refresh token is invalid, expired or revoked"));
         };
-        let msg = RotateRefresh {
-            digest,
-            client_id: client.client_id.clone(),
-            // An empty scope asks for nothing in particular: the grant's scope.
-            requested: requested.filter(|s| !s.is_empty()),
-            now,
-        };
-        let access_scope = msg.requested.as_ref().map(Scope::to_wire);
-        let (record, durable) = match self.inner.shards.send(&digest, msg).await?? {
+        // An empty scope asks for nothing in particular: the grant's scope.
+        let requested = requested.filter(|s| !s.is_empty());
+        let access_scope = requested.as_ref().map(Scope::to_wire);
+        let (record, durable) = match self.rotate(digest, client, requested, now).await? {
             Rotation::Rotated(record, durable) => (record, durable),
             Rotation::Reused(family) => {
                 tracing::warn!(client_id = %client.client_id, "refresh token reused; revoking its family");

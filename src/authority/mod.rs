@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::actors::{IssueToken, Revocation, RevokeFamily, RevokeToken, ShardRouter};
+use crate::actors::{IssueToken, Lookup, Revocation, RevokeFamily, RevokeToken, ShardRouter};
 use crate::audit::{Audit, AuditEvent};
+use crate::cluster::Cluster;
 use crate::crypto::{mint_token, SecretDigest, ServerKey, TokenDigest, TokenKind};
 use crate::limits::{LimitPolicy, Limited, Limits};
 use crate::metrics::{self as m, HotCounters};
@@ -47,6 +48,9 @@ pub enum AuthorityError {
     /// A rate limit or quota refused the request before any work was done.
     #[error("rate limited ({})", .0.reason)]
     RateLimited(Limited),
+    /// This node cannot vouch for what it would answer (it lost the shared database).
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 /// A successful token response (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3).
@@ -208,6 +212,8 @@ pub struct AuthorityConfig {
     pub audit: Audit,
     pub limits: LimitPolicy,
     pub cache_hint: CacheHint,
+    /// The other nodes of a shared database; `None` alone on the store.
+    pub cluster: Option<Cluster>,
 }
 
 impl AuthorityConfig {
@@ -222,6 +228,7 @@ impl AuthorityConfig {
             audit: Audit::off(),
             limits: LimitPolicy::default(),
             cache_hint: CacheHint::default(),
+            cluster: None,
         }
     }
 }
@@ -246,6 +253,7 @@ struct Inner {
     audit: Audit,
     limits: Limits,
     cache_hint: CacheHint,
+    cluster: Option<Cluster>,
     counters: HotCounters,
     /// Compared against when the client id is unknown, so that an unknown client costs the
     /// same time as a wrong secret.
@@ -287,6 +295,7 @@ impl Authority {
                 audit: config.audit.clone(),
                 limits: Limits::new(config.limits, config.audit.clone()),
                 cache_hint: config.cache_hint,
+                cluster: config.cluster,
                 counters: HotCounters::new(),
                 decoy,
                 decoy_password,
@@ -423,6 +432,7 @@ impl Authority {
     /// Mints a token of `kind` for `record`, stores it on its shard, and returns it once
     /// durable. A token whose family was revoked meanwhile is refused with `invalid_grant`.
     async fn issue(&self, kind: TokenKind, record: TokenRecord) -> Result<String, AuthorityError> {
+        self.vouch()?;
         let token = mint_token(kind);
         let digest = self.inner.key.token_digest(&token);
         match self.inner.shards.send(&digest, IssueToken { digest, record }).await?? {
@@ -472,6 +482,14 @@ impl Authority {
             durable.await?;
             removed += n;
         }
+        if let Some(cluster) = &self.inner.cluster {
+            // The family's tokens that other nodes issued.
+            removed += cluster
+                .db()
+                .revoke_stored(crate::store::Revoked::Family(family), now)
+                .await?
+                .tokens;
+        }
         m::tokens_revoked(removed);
         m::family_revoked(reason);
         self.inner.audit.emit(
@@ -507,7 +525,7 @@ impl Authority {
             return Err(OAuthError::InvalidClient.into());
         }
         let found = match self.presented_digest(token) {
-            Some(digest) => self.inner.shards.introspect(digest, now).await?.map(|t| (digest, t)),
+            Some(digest) => self.live_token(digest, now).await?.map(|t| (digest, t)),
             None => None,
         };
         let found = found.filter(|(_, t)| audience::admits(t.claims.aud.as_deref(), caller.resource.as_deref()));
@@ -528,6 +546,31 @@ impl Authority {
                 Introspection::Inactive
             }
         })
+    }
+
+    /// The record of the token `digest` if it is live at `now`: from its shard's memory, or, on
+    /// a database shared with other nodes, read through from it.
+    async fn live_token(&self, digest: TokenDigest, now: u64) -> Result<Option<TokenRecord>, AuthorityError> {
+        self.vouch()?;
+        match self.inner.shards.introspect(digest, now).await? {
+            Lookup::Live(record) => Ok(Some(record)),
+            Lookup::Inactive => Ok(None),
+            Lookup::Absent { generation } => match &self.inner.cluster {
+                Some(cluster) => cluster.read_through(&self.inner.shards, digest, generation, now).await,
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Refuses what this node cannot answer for: on a shared database, a node that lost the
+    /// change log does not know what other nodes revoked, nor may it promise what it writes.
+    fn vouch(&self) -> Result<(), AuthorityError> {
+        match &self.inner.cluster {
+            Some(cluster) if !cluster.vouches() => Err(AuthorityError::Unavailable(
+                "this node cannot reach the shared database; it does not answer from memory",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Introspection of several tokens in one call: each answered as [`introspect`](Self::introspect)
@@ -569,12 +612,21 @@ impl Authority {
         let Some(digest) = self.presented_digest(token) else {
             return Ok(());
         };
-        let msg = RevokeToken {
+        let msg = |fetched| RevokeToken {
             digest,
             client_id: client.client_id.clone(),
             now,
+            fetched,
         };
-        match self.inner.shards.send(&digest, msg).await?? {
+        let revocation = match (self.inner.shards.send(&digest, msg(None)).await??, &self.inner.cluster) {
+            // Another node's token: read it through, so that its owner is checked here too.
+            (Revocation::NotFound, Some(cluster)) => match cluster.fetch(digest, now).await? {
+                Some(fetched) => self.inner.shards.send(&digest, msg(Some(fetched))).await??,
+                None => Revocation::NotFound,
+            },
+            (revocation, _) => revocation,
+        };
+        match revocation {
             Revocation::Revoked(durable, family) => {
                 durable.await?;
                 m::tokens_revoked(1);
@@ -599,8 +651,8 @@ impl Authority {
         }
     }
 
-    /// Whether every shard answers.
+    /// Whether every shard answers, and, on a shared database, this node follows it.
     pub async fn ready(&self) -> bool {
-        self.inner.shards.all_answer(Duration::from_secs(2)).await
+        self.vouch().is_ok() && self.inner.shards.all_answer(Duration::from_secs(2)).await
     }
 }

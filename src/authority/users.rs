@@ -188,7 +188,7 @@ impl Authority {
         let Some(digest) = self.presented_digest(access_token) else {
             return Ok(UserInfo::InvalidToken);
         };
-        let Some(record) = self.inner.shards.introspect(digest, now).await? else {
+        let Some(record) = self.live_token(digest, now).await? else {
             return Ok(UserInfo::InvalidToken);
         };
         let c = &record.claims;

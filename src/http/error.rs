@@ -5,7 +5,8 @@
 //! - refused input (`http::extract::InputError`) → `invalid_request` with its status: 413 for
 //!   an oversized body, 408 for a body that did not arrive in time, 414 for a long query, 431
 //!   for oversized headers, 400 for a malformed, repeated or mistyped form;
-//! - storage or shard failures → 500/503 with no detail (the detail goes to the log, here);
+//! - storage that cannot be reached, a shard that does not answer, a node that lost its shared
+//!   database → 503; other storage failures → 500; no detail (the detail goes to the log, here);
 //! - bearer-token failures (userinfo) → RFC 6750 §3: 401 with `WWW-Authenticate: Bearer`, and
 //!   `error="invalid_token"` or, with 403, `error="insufficient_scope"`;
 //! - a rate limit → 429 with `Retry-After` in whole seconds and, as RFC 6749 has no 429 code,
@@ -24,6 +25,7 @@ use super::extract::InputError;
 use crate::authority::AuthorityError;
 use crate::limits::{Limited, Limits};
 use crate::oauth::OAuthError;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -167,9 +169,19 @@ impl From<AuthorityError> for ApiError {
     fn from(e: AuthorityError) -> Self {
         match e {
             AuthorityError::OAuth(e) => ApiError::OAuth(e),
+            // Storage that cannot be reached (a database away, a flusher gone) may come back:
+            // the caller may retry. Anything else is a fault here.
+            AuthorityError::Store(e @ (StoreError::Io(_) | StoreError::FlusherGone)) => {
+                tracing::error!(error = %e, "storage unavailable while serving a request");
+                ApiError::Unavailable
+            }
             AuthorityError::Store(e) => {
                 tracing::error!(error = %e, "storage failure while serving a request");
                 ApiError::Internal
+            }
+            AuthorityError::Unavailable(why) => {
+                tracing::warn!(reason = why, "refused a request this node cannot answer for");
+                ApiError::Unavailable
             }
             AuthorityError::ShardUnavailable(e) => {
                 tracing::error!(error = %e, "token shard did not answer");

@@ -12,7 +12,8 @@
 //!   commit calls it for many writers at once). The registries' writes are the exception: they
 //!   are rare, and each returns durable.
 //! - **Reads see every write applied before them**, flushed or not (a load, a sweep, a
-//!   range of the change log).
+//!   fetch from a shared database). The change log is read up to its head, which tells how
+//!   far that holds ([`ChangeStorage::head`]).
 //! - **Order survives a crash.** If a crash keeps a write, it keeps every write the same caller
 //!   made before it. The change log relies on it: a change is written before the removals it
 //!   announces, so no removal survives without its change.
@@ -23,12 +24,17 @@
 //! - **Entries carry their expiry**, so a backend can find the expired ones without reading
 //!   the rest ([`PartitionLog::sweep`], [`ChangeStorage::expired`]).
 //!
-//! sled ([`super::sled_store`]) is the embedded backend.
+//! sled ([`super::sled_store`]) is the embedded backend; PostgreSQL ([`super::pg`]) may be
+//! shared by several nodes, and offers them [`SharedDatabase`] too.
+
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
 
 use crate::crypto::TokenDigest;
 
 use super::changes::Change;
-use super::{ClientRecord, CodeRecord, ConsentRecord, Record, StoreError, TokenRecord, UserRecord};
+use super::changes::Revoked;
+use super::{ClientRecord, CodeRecord, ConsentRecord, Record, Redeem, StoreError, TokenRecord, TokenType, UserRecord};
 
 /// One store: the source of every other handle.
 pub trait Backend: Send + Sync + 'static {
@@ -44,6 +50,65 @@ pub trait Backend: Send + Sync + 'static {
     /// Token records held across all partitions, expired or not: for tests and tools that check
     /// what the sweeper left.
     fn stored_tokens(&self) -> Result<usize, StoreError>;
+    /// What the backend offers nodes that share it, if several may; `None` for a store that
+    /// one process owns (sled).
+    fn shared(&self) -> Option<std::sync::Arc<dyn SharedDatabase>> {
+        None
+    }
+}
+
+/// A token record read from a shared database, with where it is kept.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub digest: TokenDigest,
+    pub key: EntryKey,
+    pub record: TokenRecord,
+}
+
+/// What [`SharedDatabase::revoke_stored`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRevocation {
+    pub tokens: usize,
+    pub codes: usize,
+    /// The grants of the tokens, and of the redeemed codes, removed.
+    pub families: Vec<TokenDigest>,
+}
+
+/// A change read from a shared database, with the node that made it.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub seq: u64,
+    pub origin: u64,
+    pub change: Change,
+}
+
+/// What a database shared by several nodes offers beyond the contract: the reads and the
+/// atomic updates through which nodes that each answer from their own memory stay one truth.
+///
+/// The futures run on the backend's own runtime and may be awaited from any executor.
+/// Each call commits before its future resolves.
+pub trait SharedDatabase: Send + Sync {
+    /// This node's name among the nodes, as its changes carry it ([`Committed::origin`]).
+    fn node(&self) -> u64;
+    /// The tokens among `digests` that are stored, unexpired at `now` and not in a revoked
+    /// family, used ones marked used. Sees this node's writes that are not committed yet.
+    fn fetch(&self, digests: Vec<TokenDigest>, now: u64) -> BoxFuture<'static, Result<Vec<Fetched>, StoreError>>;
+    /// Redeems the code `digest` of `client_id` at `now`, once across every node.
+    fn redeem_code(
+        &self,
+        digest: TokenDigest,
+        client_id: String,
+        now: u64,
+    ) -> BoxFuture<'static, Result<Redeem, StoreError>>;
+    /// Marks the refresh token `digest` used; `false` if it was used before, by any node, or is
+    /// gone.
+    fn spend_refresh(&self, digest: TokenDigest) -> BoxFuture<'static, Result<bool, StoreError>>;
+    /// Up to `limit` committed changes numbered above `after`, in order.
+    fn changes_after(&self, after: u64, limit: usize) -> BoxFuture<'static, Result<Vec<Committed>, StoreError>>;
+    /// Removes, in one transaction with the change that announces it (if it removed any),
+    /// every stored token and code that `revoked` (a family, a user, a client) names, whichever
+    /// node issued it. Only committed writes are seen: a caller awaits its own first.
+    fn revoke_stored(&self, revoked: Revoked, now: u64) -> BoxFuture<'static, Result<StoredRevocation, StoreError>>;
 }
 
 /// Where an entry of a partition is kept: its expiry and an id unique in the store, never
@@ -83,6 +148,34 @@ impl Entry<'_> {
         }
     }
 
+    /// Whether the entry was used: a redeemed code, an exchanged refresh token.
+    pub fn used(&self) -> bool {
+        match self {
+            Entry::Token(r) => r.claims.token_type == TokenType::UsedRefresh,
+            Entry::Code(r) => r.redeemed,
+            Entry::RevokedFamily { .. } => false,
+        }
+    }
+
+    /// Whose the entry is: the family (grant) of a token, and the user and client of a token
+    /// or a code. A backend shared by several nodes keeps them as columns, so that a node
+    /// revokes what other nodes issued ([`SharedDatabase::revoke_stored`]).
+    pub fn holders(&self) -> Holders<'_> {
+        match self {
+            Entry::Token(r) => Holders {
+                family: r.claims.family.as_ref(),
+                sub: r.claims.sub.as_deref(),
+                client_id: Some(&r.claims.client_id),
+            },
+            Entry::Code(r) => Holders {
+                family: None,
+                sub: Some(&r.sub),
+                client_id: Some(&r.client_id),
+            },
+            Entry::RevokedFamily { .. } => Holders::default(),
+        }
+    }
+
     /// Appends the record's encoding (postcard; nothing for a revoked family) to `buf`.
     pub fn encode_into(&self, buf: Vec<u8>) -> Vec<u8> {
         match self {
@@ -91,6 +184,14 @@ impl Entry<'_> {
             Entry::RevokedFamily { .. } => buf,
         }
     }
+}
+
+/// See [`Entry::holders`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Holders<'a> {
+    pub family: Option<&'a TokenDigest>,
+    pub sub: Option<&'a str>,
+    pub client_id: Option<&'a str>,
 }
 
 /// An entry read back.
@@ -109,6 +210,21 @@ impl Loaded {
             Kind::Code => Loaded::Code(CodeRecord::decode(record)?),
             Kind::RevokedFamily => Loaded::RevokedFamily,
         })
+    }
+
+    /// The entry marked used, as a shared database records it apart from the record: another
+    /// node's atomic redemption or rotation sets the mark without rewriting the record.
+    pub fn marked_used(self) -> Loaded {
+        match self {
+            Loaded::Token(mut r) if r.claims.token_type == TokenType::Refresh => {
+                let mut claims = (*r.claims).clone();
+                claims.token_type = TokenType::UsedRefresh;
+                r.claims = std::sync::Arc::new(claims);
+                Loaded::Token(r)
+            }
+            Loaded::Code(r) => Loaded::Code(CodeRecord { redeemed: true, ..r }),
+            other => other,
+        }
     }
 }
 
@@ -168,20 +284,23 @@ pub trait PartitionLog: Send {
 }
 
 /// The change log's entries by sequence number, with an expiry index, and the log's two
-/// bounds. The log ([`super::ChangeLog`]) holds the lock that orders appends; the storage only
-/// keeps what it is given.
+/// bounds. The log ([`super::ChangeLog`]) calls [`append`](Self::append) under the lock that
+/// orders appends; the storage numbers the changes and says how far they are readable.
 pub trait ChangeStorage: Send + Sync {
-    /// A number above every number this storage has handed out before, across restarts.
-    fn next_seq(&self) -> Result<u64, StoreError>;
-    fn put(&self, seq: u64, change: &Change) -> Result<(), StoreError>;
+    /// Writes `change` under a number above every number handed out before, across restarts
+    /// (and, in a database shared by several nodes, above every number any node committed
+    /// before). The number is never 0, which stands for "before every change".
+    fn append(&self, change: &Change) -> Result<(), StoreError>;
+    /// The head: the highest number a reader may read up to, knowing that every change
+    /// numbered at or below it is already readable. sled moves it at each append; a database
+    /// that numbers changes when it commits them moves it after the commit.
+    fn head(&self) -> watch::Receiver<u64>;
     /// Removes the change `seq` (which expires at `until`); returns whether it was there.
     fn remove(&self, seq: u64, until: u64) -> Result<bool, StoreError>;
     /// Up to `limit` changes numbered above `after` and at most `upto`, in order.
     fn range(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<(u64, Change)>, StoreError>;
     /// Up to `limit` `(seq, until)` of changes whose `until` is at or before `now`.
     fn expired(&self, now: u64, limit: usize) -> Result<Vec<(u64, u64)>, StoreError>;
-    /// The highest number held, 0 if none.
-    fn last(&self) -> Result<u64, StoreError>;
     /// Changes held. May read them all: called once, at open.
     fn count(&self) -> Result<u64, StoreError>;
     fn bounds(&self) -> Result<LogBounds, StoreError>;

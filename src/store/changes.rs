@@ -8,11 +8,11 @@
 //!   a crash ([`super::backend`]), so a crash may lose a removal together with its change, or
 //!   keep the change and lose the removal (a subscriber then drops an entry it could have
 //!   kept), but never keep the removal without its change.
-//! - **Sequence numbers only grow**, across restarts and crashes
-//!   ([`ChangeStorage::next_seq`]), and they are not contiguous.
-//! - **A reader never skips a change.** Numbers are taken and changes written under one lock,
-//!   and a change is published (the head moves) only after it was written; readers read up to
-//!   the published head, so a change with a lower number is always already there.
+//! - **Sequence numbers only grow**, across restarts and crashes, and across the nodes of a
+//!   shared database ([`ChangeStorage::append`]); they are not contiguous.
+//! - **A reader never skips a change.** Readers read up to the storage's head, and the storage
+//!   moves the head only once every change at or below it is readable (sled as it appends;
+//!   PostgreSQL once the change committed, since it numbers changes at commit).
 //! - **Pruned only when harmless**: a change is removed once every token it names has expired
 //!   (a cache never holds an answer past `exp`), or, beyond `capacity` changes, the oldest go
 //!   first and the floor rises: a reader behind the floor is told to start afresh.
@@ -110,9 +110,9 @@ pub struct Read {
 /// The log of one store; shared by every partition.
 pub struct ChangeLog {
     storage: Box<dyn ChangeStorage>,
-    /// Held while a number is taken and its change written, and while pruning.
+    /// Held while a change is appended, and while pruning.
     write: Mutex<Bounds>,
-    head: watch::Sender<u64>,
+    head: watch::Receiver<u64>,
     capacity: AtomicU64,
 }
 
@@ -134,7 +134,7 @@ impl ChangeLog {
             kept: storage.bounds()?,
             count: storage.count()?,
         };
-        let (head, _) = watch::channel(storage.last()?.max(bounds.kept.pruned));
+        let head = storage.head();
         Ok(ChangeLog {
             storage,
             write: Mutex::new(bounds),
@@ -143,18 +143,16 @@ impl ChangeLog {
         })
     }
 
-    /// Appends `change` and returns its number. Not durable until group commit flushes.
-    pub fn append(&self, change: &Change) -> Result<u64, StoreError> {
+    /// Appends `change`. Not durable until group commit flushes.
+    pub fn append(&self, change: &Change) -> Result<(), StoreError> {
         let mut bounds = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = self.storage.next_seq()?;
-        self.storage.put(seq, change)?;
+        self.storage.append(change)?;
         bounds.count += 1;
         let over = bounds.count.saturating_sub(self.capacity.load(Ordering::Relaxed));
         if over > 0 {
             self.drop_oldest(&mut bounds, over)?;
         }
-        self.head.send_replace(seq);
-        Ok(seq)
+        Ok(())
     }
 
     /// Removes the `count` oldest changes, whose tokens may not have expired: readers behind
@@ -175,14 +173,14 @@ impl ChangeLog {
         self.capacity.store(capacity.max(1), Ordering::Relaxed);
     }
 
-    /// The number of the last change published.
+    /// The number up to which changes are readable.
     pub fn head(&self) -> u64 {
         *self.head.borrow()
     }
 
     /// A receiver that sees the head move, for readers that wait for changes.
     pub fn watch(&self) -> watch::Receiver<u64> {
-        self.head.subscribe()
+        self.head.clone()
     }
 
     /// Up to `max` changes after `after` that `keep` accepts, read up to the published head.
@@ -277,12 +275,16 @@ mod tests {
         (db, log)
     }
 
+    /// Appends `change` and returns its number: on sled, the head moves with each append.
+    fn add(log: &ChangeLog, change: &Change) -> u64 {
+        log.append(change).unwrap();
+        log.head()
+    }
+
     #[test]
     fn reads_resume_after_a_position_and_replay_exactly_what_follows() {
         let (_db, log) = log(100);
-        let seqs: Vec<u64> = (0..10)
-            .map(|n| log.append(&change(n, 1000, Reach::Everyone)).unwrap())
-            .collect();
+        let seqs: Vec<u64> = (0..10).map(|n| add(&log, &change(n, 1000, Reach::Everyone))).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "numbers grow: {seqs:?}");
         assert_eq!(log.head(), seqs[9]);
         let all = log.read(0, 100, |_| true).unwrap();
@@ -301,12 +303,8 @@ mod tests {
     #[test]
     fn a_filter_passes_changes_over_without_stalling_the_position() {
         let (_db, log) = log(100);
-        let a = log
-            .append(&change(1, 1000, Reach::Resources(vec!["https://a".into()])))
-            .unwrap();
-        let b = log
-            .append(&change(2, 1000, Reach::Resources(vec!["https://b".into()])))
-            .unwrap();
+        let a = add(&log, &change(1, 1000, Reach::Resources(vec!["https://a".into()])));
+        let b = add(&log, &change(2, 1000, Reach::Resources(vec!["https://b".into()])));
         let read = log.read(0, 100, |c| c.reach.reaches(Some("https://b"))).unwrap();
         assert_eq!(read.changes.len(), 1);
         assert_eq!(read.changes[0].0, b);
@@ -317,9 +315,7 @@ mod tests {
     #[test]
     fn a_position_above_the_head_or_below_the_floor_is_a_reset() {
         let (_db, log) = log(3);
-        let seqs: Vec<u64> = (0..5)
-            .map(|n| log.append(&change(n, 1000, Reach::Everyone)).unwrap())
-            .collect();
+        let seqs: Vec<u64> = (0..5).map(|n| add(&log, &change(n, 1000, Reach::Everyone))).collect();
         assert_eq!(log.len(), 3, "capacity holds");
         assert_eq!(
             log.storage.count().unwrap(),
@@ -341,9 +337,9 @@ mod tests {
     #[test]
     fn pruning_takes_only_expired_changes_and_keeps_positions_valid() {
         let (db, log) = log(100);
-        let early = log.append(&change(1, 50, Reach::Everyone)).unwrap();
-        let late = log.append(&change(2, 500, Reach::Everyone)).unwrap();
-        let never = log.append(&change(3, u64::MAX, Reach::Everyone)).unwrap();
+        let early = add(&log, &change(1, 50, Reach::Everyone));
+        let late = add(&log, &change(2, 500, Reach::Everyone));
+        let never = add(&log, &change(3, u64::MAX, Reach::Everyone));
         assert_eq!(log.prune(49, 10).unwrap(), 0, "nothing expired yet");
         assert_eq!(log.prune(50, 10).unwrap(), 1);
         let read = log.read(0, 100, |_| true).unwrap();
@@ -360,7 +356,7 @@ mod tests {
     #[test]
     fn the_head_survives_pruning_everything() {
         let (db, log) = log(100);
-        let seq = log.append(&change(1, 50, Reach::Everyone)).unwrap();
+        let seq = add(&log, &change(1, 50, Reach::Everyone));
         log.prune(60, 10).unwrap();
         assert!(log.is_empty());
         drop(log);

@@ -75,6 +75,16 @@ impl<V> DigestMap<V> {
             .collect()
     }
 
+    /// The digests of the entries of segment `segment` (taken modulo [`SEGMENTS`]) whose value
+    /// satisfies `keep`: a 256th of the map, for work that visits it a step at a time.
+    pub fn segment_keys_where(&self, segment: usize, mut keep: impl FnMut(&V) -> bool) -> Vec<TokenDigest> {
+        self.segments[segment % SEGMENTS]
+            .iter()
+            .filter(|(_, v)| keep(v))
+            .map(|(d, _)| *d)
+            .collect()
+    }
+
     pub fn remove(&mut self, digest: &TokenDigest) -> Option<V> {
         let old = self.segment_mut(digest).remove(digest);
         if old.is_some() {
@@ -116,5 +126,13 @@ mod tests {
         assert_eq!(m.get(&digest(5, 0)), None);
         assert_eq!(m.len(), 11);
         assert!(!m.is_empty());
+        let mut last_one = m.segment_keys_where(1, |_| true);
+        last_one.sort_by_key(|d| d.0);
+        assert_eq!(last_one, (0..4u8).map(|f| digest(f, 1)).collect::<Vec<_>>());
+        assert_eq!(
+            m.segment_keys_where(256, |v| v.0 == 1),
+            [digest(1, 0)],
+            "modulo SEGMENTS"
+        );
     }
 }

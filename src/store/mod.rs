@@ -8,7 +8,8 @@
 //! # Guarantees
 //! - A raw token is never written: only its digest (`HMAC-SHA256(server key, token)`).
 //! - A record is one entry: it is written and removed whole, and carries its own expiry.
-//! - A [`TokenPartition`] holds every unexpired record of its partition in memory too, and
+//! - A [`TokenPartition`] holds every unexpired record of its partition in memory too (on a
+//!   database shared by several nodes: every record it loaded, wrote or read through), and
 //!   changes the memory only after the backend took the change.
 //! - Nothing a partition or the change log writes is durable until [`GroupCommit`] has flushed
 //!   it; callers that promise durability wait on the [`Durable`] that [`GroupCommit::durable`]
@@ -67,10 +68,7 @@ pub enum StoreError {
          run a build at least as new"
     )]
     SchemaTooNew { found: u32, expected: u32 },
-    #[error(
-        "another Tessera node holds this database; several nodes on one database are not \
-         supported yet"
-    )]
+    #[error("Tessera nodes are running on this database; stop them, or go through a node's admin API")]
     DatabaseInUse,
     #[error("the data directory is in use by another process")]
     Locked,
@@ -95,9 +93,15 @@ impl Store {
         Self::over(Arc::new(SledBackend::open(dir, cache_bytes)?))
     }
 
-    /// Connects to the PostgreSQL store at `url`, creating or upgrading its schema.
-    pub fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::over(Arc::new(pg::PgBackend::connect(url)?))
+    /// Connects to the PostgreSQL store at `url`, creating or upgrading its schema, as one
+    /// node among others or alone ([`pg::Holding`]).
+    pub fn connect(url: &str, holding: pg::Holding) -> Result<Self, StoreError> {
+        Self::over(Arc::new(pg::PgBackend::connect(url, holding)?))
+    }
+
+    /// What the backend offers nodes that share it; `None` on sled.
+    pub fn shared(&self) -> Option<Arc<dyn backend::SharedDatabase>> {
+        self.backend.shared()
     }
 
     /// A throwaway store for tests and benches.

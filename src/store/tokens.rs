@@ -33,7 +33,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::backend::{Entry, EntryKey, Kind, Loaded, PartitionLog};
+use super::backend::{Entry, EntryKey, Fetched, Kind, Loaded, PartitionLog};
 use super::changes::{Change, ChangeLog, Reach, Revoked};
 use super::digest_map::DigestMap;
 use super::{CodeRecord, Redeem, StoreError, TokenRecord};
@@ -104,8 +104,21 @@ pub struct TokenPartition {
     /// a user who refreshes often holds thousands (exchanged refresh tokens stay until expiry),
     /// and each removal must not scan them all.
     subjects: Subjects,
-    /// Revoked families, with the key id of their tombstone.
-    revoked: HashMap<TokenDigest, u64, Hasher>,
+    /// Revoked families, with their tombstone.
+    revoked: HashMap<TokenDigest, Tomb, Hasher>,
+    /// Moves each time [`forget`](Self::forget) removes what another node revoked, so that a
+    /// record read from the database before then is not held ([`hold`](Self::hold)).
+    generation: u64,
+    /// The segment of the maps [`forget_expired`](Self::forget_expired) visits next.
+    expiry_cursor: usize,
+}
+
+/// A revoked family: refused until `until`. `id` is its entry in the log; a family another
+/// node revoked has none here (its entries are that node's), only this memory of it.
+#[derive(Debug, Clone, Copy)]
+struct Tomb {
+    id: Option<u64>,
+    until: u64,
 }
 
 impl TokenPartition {
@@ -121,6 +134,8 @@ impl TokenPartition {
             families: HashMap::default(),
             subjects: HashMap::default(),
             revoked: HashMap::default(),
+            generation: 0,
+            expiry_cursor: 0,
         };
         // Straight into the maps, one entry at a time: a million tokens are never all decoded
         // at once. The closure borrows the maps, and the log apart from them.
@@ -133,7 +148,13 @@ impl TokenPartition {
                     p.tokens.insert(digest, Held { id, record });
                 }
                 Loaded::RevokedFamily => {
-                    p.revoked.insert(digest, id);
+                    p.revoked.insert(
+                        digest,
+                        Tomb {
+                            id: Some(id),
+                            until: key.exp,
+                        },
+                    );
                 }
                 Loaded::Code(record) => {
                     p.codes.insert(digest, Held { id, record });
@@ -141,6 +162,19 @@ impl TokenPartition {
             }
             Ok(())
         })?;
+        // A token a node issued into a family just as another node closed it may be stored
+        // (a shared database); it is refused everywhere, here too.
+        let closed: Vec<TokenDigest> = p
+            .families
+            .keys()
+            .filter(|f| p.revoked.contains_key(*f))
+            .copied()
+            .collect();
+        for family in closed {
+            for digest in p.families.get(&family).cloned().unwrap_or_default() {
+                p.drop_held(&digest);
+            }
+        }
         Ok(p)
     }
 
@@ -188,9 +222,15 @@ impl TokenPartition {
     pub fn revoke_family(&mut self, family: &TokenDigest, until: u64, now: u64) -> Result<usize, StoreError> {
         let members = self.families.get(family).cloned().unwrap_or_default();
         self.log_change(Revoked::Family(*family), &members, now)?;
-        if !self.revoked.contains_key(family) {
+        if self.revoked.get(family).is_none_or(|t| t.id.is_none()) {
             let key = self.log.put(family, Entry::RevokedFamily { until })?;
-            self.revoked.insert(*family, key.id);
+            self.revoked.insert(
+                *family,
+                Tomb {
+                    id: Some(key.id),
+                    until,
+                },
+            );
         }
         for digest in &members {
             self.remove(digest)?;
@@ -374,11 +414,102 @@ impl TokenPartition {
             return Ok(None);
         };
         self.log.delete(at(held.record.exp, held.id))?;
+        Ok(self.drop_held(digest))
+    }
+
+    /// Takes the token `digest` out of memory only.
+    fn drop_held(&mut self, digest: &TokenDigest) -> Option<TokenRecord> {
         let removed = self.tokens.remove(digest).map(|h| h.record);
         if let Some(record) = &removed {
             self.unindex(digest, record);
         }
-        Ok(removed)
+        removed
+    }
+
+    /// See [`hold`](Self::hold).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Holds in memory a token read from a database shared with other nodes (it is already
+    /// stored: nothing is written). Refused (`false`) if `generation` is given and this
+    /// partition forgot another node's revocation since it was read ([`generation`](Self::generation)
+    /// was taken before the read), or if the token's family is closed; a token already held
+    /// stays as it is (`true`).
+    pub fn hold(&mut self, fetched: Fetched, generation: Option<u64>) -> bool {
+        if self.tokens.get(&fetched.digest).is_some() {
+            return true;
+        }
+        if generation.is_some_and(|g| g != self.generation) {
+            return false;
+        }
+        if fetched.record.claims.family.is_some_and(|f| self.family_revoked(&f)) {
+            return false;
+        }
+        let mut record = fetched.record;
+        record.claims = self.intern(record.claims);
+        self.index(&fetched.digest, &record);
+        self.tokens.insert(
+            fetched.digest,
+            Held {
+                id: fetched.key.id,
+                record,
+            },
+        );
+        true
+    }
+
+    /// Removes from memory what another node's revocation `change` names (that node removed
+    /// the entries), and remembers a revoked family until `change.until` or `now`, whichever
+    /// is later, so that a rotation under way here cannot issue into it. Returns how many
+    /// tokens went.
+    pub fn forget(&mut self, change: &Change, now: u64) -> usize {
+        self.generation += 1;
+        let digests: Vec<TokenDigest> = match &change.revoked {
+            Revoked::Token(digest) => vec![*digest],
+            Revoked::Family(family) => {
+                self.revoked.entry(*family).or_insert(Tomb {
+                    id: None,
+                    until: change.until.max(now),
+                });
+                self.families.get(family).cloned().unwrap_or_default()
+            }
+            Revoked::Subject(sub) => {
+                for code in self.codes.keys_where(|held| held.record.sub == *sub) {
+                    self.codes.remove(&code);
+                }
+                self.subjects
+                    .get(sub.as_str())
+                    .map(|set| set.iter().copied().collect())
+                    .unwrap_or_default()
+            }
+            Revoked::Client(client_id) => {
+                for code in self.codes.keys_where(|held| held.record.client_id == *client_id) {
+                    self.codes.remove(&code);
+                }
+                self.tokens
+                    .keys_where(|held| held.record.claims.client_id == *client_id)
+            }
+        };
+        digests.iter().filter(|d| self.drop_held(d).is_some()).count()
+    }
+
+    /// Drops from memory the expired tokens and codes of one segment of the maps, the next
+    /// one at each call: the entries that another node's sweep removed from a shared database
+    /// (this partition's own sweep only learns of those it removes itself). Returns how many
+    /// went.
+    pub fn forget_expired(&mut self, now: u64) -> usize {
+        let segment = self.expiry_cursor;
+        self.expiry_cursor = (segment + 1) % super::digest_map::SEGMENTS;
+        let tokens = self.tokens.segment_keys_where(segment, |held| held.record.exp <= now);
+        for digest in &tokens {
+            self.drop_held(digest);
+        }
+        let codes = self.codes.segment_keys_where(segment, |held| held.record.exp <= now);
+        for digest in &codes {
+            self.codes.remove(digest);
+        }
+        tokens.len() + codes.len()
     }
 
     /// Removes up to `limit` records whose expiry is at or before `now`; returns how many.
@@ -398,12 +529,13 @@ impl TokenPartition {
                     self.codes.remove(&entry.digest);
                 }
                 Kind::RevokedFamily => {
-                    if self.revoked.get(&entry.digest) == Some(&entry.id) {
+                    if self.revoked.get(&entry.digest).and_then(|t| t.id) == Some(entry.id) {
                         self.revoked.remove(&entry.digest);
                     }
                 }
             }
         }
+        self.revoked.retain(|_, t| t.id.is_some() || t.until > now);
         if swept.len() < limit {
             // A count of one is this set's own copy. A reply still in flight holds another, so
             // its claims are kept until a later sweep.
@@ -616,6 +748,75 @@ mod tests {
         assert_eq!(p.sweep_expired(100, 10).unwrap(), 2);
         assert_eq!(p.redeem_code(&digest(1), "c", 0).unwrap(), Redeem::Unknown);
         assert_eq!(p.get(&digest(2)), None);
+    }
+
+    fn fetched(d: u8, record: TokenRecord) -> Fetched {
+        Fetched {
+            digest: digest(d),
+            key: EntryKey {
+                exp: record.exp,
+                id: 900 + u64::from(d),
+            },
+            record,
+        }
+    }
+
+    #[test]
+    fn a_read_through_is_held_only_if_no_revocation_was_forgotten_since_it_was_read() {
+        use crate::store::changes::Reach;
+        use crate::store::TokenType::Access;
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        let before = p.generation();
+        assert!(p.hold(fetched(1, TokenRecord::test_record(1000)), Some(before)));
+        assert!(p.get(&digest(1)).is_some());
+        let change = |revoked| Change {
+            revoked,
+            at: 1,
+            until: 1000,
+            reach: Reach::Everyone,
+        };
+        assert_eq!(p.forget(&change(Revoked::Token(digest(1))), 1), 1);
+        assert!(p.get(&digest(1)).is_none(), "another node's revocation is forgotten");
+        assert!(
+            !p.hold(fetched(2, TokenRecord::test_record(1000)), Some(before)),
+            "read before that revocation was forgotten: it may be the one revoked"
+        );
+        assert!(p.get(&digest(2)).is_none());
+        assert!(p.hold(fetched(2, TokenRecord::test_record(1000)), Some(p.generation())));
+
+        // A family another node closed: its tokens go, and none is held or issued into it.
+        p.insert(&digest(3), family_record(100, Access, 1000)).unwrap();
+        assert_eq!(p.forget(&change(Revoked::Family(digest(100))), 1), 1);
+        assert!(p.family_revoked(&digest(100)));
+        assert!(!p.hold(fetched(4, family_record(100, Access, 1000)), None));
+        assert_eq!(p.len(), 1, "only token 2 is held");
+        assert_eq!(
+            store.stored_tokens().unwrap(),
+            1,
+            "forgetting and holding write nothing: only the token inserted here is stored"
+        );
+        // The memory of it lasts until the change's tokens would have expired.
+        p.sweep_expired(999, 10).unwrap();
+        assert!(p.family_revoked(&digest(100)));
+        p.sweep_expired(1000, 10).unwrap();
+        assert!(!p.family_revoked(&digest(100)));
+    }
+
+    #[test]
+    fn expired_tokens_another_node_swept_leave_memory_a_segment_at_a_time() {
+        let store = Store::temporary().unwrap();
+        let mut p = partition(&store);
+        for d in 0..4u8 {
+            assert!(p.hold(fetched(d, TokenRecord::test_record(100 + u64::from(d))), None));
+        }
+        let mut forgotten = 0;
+        for _ in 0..crate::store::digest_map::SEGMENTS {
+            forgotten += p.forget_expired(102);
+        }
+        assert_eq!(forgotten, 3, "expired at 100, 101 and 102");
+        assert_eq!(p.len(), 1);
+        assert!(p.get(&digest(3)).is_some());
     }
 
     fn user_record(sub: &str, client: &str, family: u8, token_type: crate::store::TokenType) -> TokenRecord {

@@ -82,6 +82,27 @@ impl Io {
         })
     }
 
+    /// Runs `job` with a pooled connection on the runtime thread, within [`QUERY_TIMEOUT`],
+    /// and hands its result to `reply` there.
+    fn spawn<T, F, Fut>(&self, job: F, reply: impl FnOnce(Result<T, StoreError>) + Send + 'static)
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send,
+    {
+        let pool = self.pool.clone();
+        self.handle.spawn(async move {
+            let work = async move {
+                let client = pool.get().await?;
+                job(client).await
+            };
+            reply(match tokio::time::timeout(QUERY_TIMEOUT, work).await {
+                Ok(result) => result,
+                Err(_) => Err(io_error(IoError::Timeout(QUERY_TIMEOUT))),
+            });
+        });
+    }
+
     /// Runs `job` with a pooled connection on the runtime thread and waits for its result.
     pub fn run<T, F, Fut>(&self, job: F) -> Result<T, StoreError>
     where
@@ -90,19 +111,25 @@ impl Io {
         Fut: Future<Output = Result<T, StoreError>> + Send,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let pool = self.pool.clone();
-        self.handle.spawn(async move {
-            let work = async move {
-                let client = pool.get().await?;
-                job(client).await
-            };
-            let result = match tokio::time::timeout(QUERY_TIMEOUT, work).await {
-                Ok(result) => result,
-                Err(_) => Err(io_error(IoError::Timeout(QUERY_TIMEOUT))),
-            };
+        self.spawn(job, move |result| {
             let _ = tx.send(result);
         });
         rx.recv().unwrap_or_else(|_| Err(io_error(IoError::Stopped)))
+    }
+
+    /// Like [`run`](Self::run), for an async caller: the returned future resolves with the
+    /// job's result and may be awaited on any executor. Dropping it does not cancel the job.
+    pub fn call<T, F, Fut>(&self, job: F) -> impl Future<Output = Result<T, StoreError>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.spawn(job, move |result| {
+            let _ = tx.send(result);
+        });
+        async move { rx.await.unwrap_or_else(|_| Err(io_error(IoError::Stopped))) }
     }
 
     /// Like [`run`](Self::run), for a job that streams rows: `job` sends each through `rows`
@@ -141,11 +168,16 @@ impl Io {
 }
 
 impl Io {
-    /// Takes the session-level advisory lock `key` on a connection of its own and holds it
-    /// until this `Io` is dropped (PostgreSQL releases it when the connection closes). Tries
-    /// for up to `wait` (a node that stopped a moment ago may still hold it); `Ok(false)` if
-    /// another session kept it.
-    pub fn hold_lock(&self, key: i64, wait: Duration) -> Result<bool, StoreError> {
+    /// Takes the session-level advisory lock `key` (shared with other sessions that take it
+    /// shared, or alone) on a connection of its own and holds it until this `Io` is dropped
+    /// (PostgreSQL releases it when the connection closes). Tries for up to `wait` (a process
+    /// that stopped a moment ago may still hold it); `Ok(false)` if another session kept it.
+    pub fn hold_lock(&self, key: i64, wait: Duration, shared: bool) -> Result<bool, StoreError> {
+        let take = if shared {
+            "SELECT pg_try_advisory_lock_shared($1)"
+        } else {
+            "SELECT pg_try_advisory_lock($1)"
+        };
         let deadline = std::time::Instant::now() + wait;
         let pool = self.pool.clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -153,7 +185,7 @@ impl Io {
             let result = async move {
                 let client = pool.get().await?;
                 loop {
-                    let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await?;
+                    let row = client.query_one(take, &[&key]).await?;
                     if row.get::<_, bool>(0) {
                         return Ok(Some(Object::take(client)));
                     }

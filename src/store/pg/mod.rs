@@ -10,16 +10,16 @@
 //!   tries them again, in order.
 //! - **Order survives a crash**: a transaction commits whole, and the queue keeps the order the
 //!   writers gave it.
-//! - **Reads see queued writes.** A sweep or a load commits the queue first (they are rare); the
-//!   change log's ranges read the queue beside the table, because the feed reads a change the
-//!   moment it is appended, before its group commit.
+//! - **Reads see queued writes.** A sweep or a load commits the queue first (they are rare); a
+//!   fetch for another node's token reads the queue beside the table ([`nodes`]). The change
+//!   log is read up to its head, which moves once a change committed.
 //! - **Ids never repeat**: each backend takes blocks of [`ID_BLOCK`] ids from the sequence
 //!   `tessera_id_blocks`, which PostgreSQL never hands out twice, across crashes too.
 //! - The registries' writes commit before they return.
-//! - **One node per database, for now.** A node holds an advisory lock on its database while it
-//!   runs, and a second one is refused ([`StoreError::DatabaseInUse`]): each node answers from
-//!   its own memory, and until nodes read each other's changes, a revocation on one would not
-//!   reach the other.
+//! - **Several nodes per database.** Each node holds an advisory lock on its database, shared,
+//!   while it runs; a management command takes it alone ([`Holding`]), so it never changes the
+//!   database under a running node's memory. What nodes need of each other is in [`nodes`]
+//!   and `crate::cluster`; change numbers follow commits ([`changes`]).
 //!
 //! The traits are synchronous and called from shard and loader threads, some of which drive
 //! runtimes of their own, so every query runs on this backend's own runtime thread ([`Io`]) and
@@ -27,6 +27,7 @@
 
 mod changes;
 mod io;
+mod nodes;
 mod partition;
 mod registries;
 mod schema;
@@ -37,11 +38,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio_postgres::types::ToSql;
 
-use super::backend::{Backend, ChangeStorage, ClientStorage, PartitionLog, UserStorage};
+use super::backend::{Backend, ChangeStorage, ClientStorage, PartitionLog, SharedDatabase, UserStorage};
 use super::StoreError;
 pub use io::Io;
 
-/// The advisory lock a node holds on its database for as long as it runs.
+/// The advisory lock every node holds, shared, on its database for as long as it runs; a
+/// management command takes it alone ([`Holding`]).
 const NODE_LOCK: i64 = 0x7e55_e7a1;
 
 /// How long a starting node waits for the lock: a node that stopped a moment ago may still
@@ -80,6 +82,9 @@ pub(super) enum Op {
         kind: i16,
         digest: Vec<u8>,
         record: Vec<u8>,
+        family: Option<Vec<u8>>,
+        sub: Option<String>,
+        client_id: Option<String>,
     },
     ReplaceEntry {
         id: i64,
@@ -88,8 +93,8 @@ pub(super) enum Op {
     DeleteEntry {
         id: i64,
     },
+    /// Numbered when it commits ([`changes`]).
     PutChange {
-        seq: i64,
         until: i64,
         change: Vec<u8>,
     },
@@ -102,7 +107,8 @@ pub(super) enum Op {
 /// Within one transaction the kinds can go in this order (puts, replacements, deletions,
 /// changes) whatever order the writers queued them in: an entry is put before it is replaced
 /// or deleted, never the other way, and ids are never reused. A replacement that comes twice
-/// for one entry keeps the later one.
+/// for one entry keeps the later one. Changes go last, because numbering them takes the row
+/// lock that orders every node's changes ([`changes::NUMBER`]), held until the commit.
 #[derive(Default)]
 struct Columns {
     put_ids: Vec<i64>,
@@ -111,12 +117,13 @@ struct Columns {
     put_kinds: Vec<i16>,
     put_digests: Vec<Vec<u8>>,
     put_records: Vec<Vec<u8>>,
+    put_families: Vec<Option<Vec<u8>>>,
+    put_subs: Vec<Option<String>>,
+    put_clients: Vec<Option<String>>,
     replace_ids: Vec<i64>,
     replace_records: Vec<Vec<u8>>,
     delete_ids: Vec<i64>,
-    change_seqs: Vec<i64>,
-    change_untils: Vec<i64>,
-    changes: Vec<Vec<u8>>,
+    changes: changes::Batch,
 }
 
 impl Columns {
@@ -132,6 +139,9 @@ impl Columns {
                     kind,
                     digest,
                     record,
+                    family,
+                    sub,
+                    client_id,
                 } => {
                     c.put_ids.push(*id);
                     c.put_shards.push(*shard);
@@ -139,6 +149,9 @@ impl Columns {
                     c.put_kinds.push(*kind);
                     c.put_digests.push(digest.clone());
                     c.put_records.push(record.clone());
+                    c.put_families.push(family.clone());
+                    c.put_subs.push(sub.clone());
+                    c.put_clients.push(client_id.clone());
                 }
                 Op::ReplaceEntry { id, record } => match replaced.get(id) {
                     Some(&at) => c.replace_records[at] = record.clone(),
@@ -149,24 +162,22 @@ impl Columns {
                     }
                 },
                 Op::DeleteEntry { id } => c.delete_ids.push(*id),
-                Op::PutChange { seq, until, change } => {
-                    c.change_seqs.push(*seq);
-                    c.change_untils.push(*until);
-                    c.changes.push(change.clone());
-                }
+                Op::PutChange { until, change } => c.changes.push(*until, change.clone()),
             }
         }
         c
     }
 
-    /// Sends the statements this batch needs, pipelined on the one connection.
-    async fn write(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
-        let mut runs = Vec::with_capacity(4);
+    /// Sends the statements this batch needs, pipelined on the one connection; returns the
+    /// highest number given to a change, if the batch had any.
+    async fn write(&self, tx: &deadpool_postgres::Transaction<'_>, origin: i64) -> Result<Option<u64>, StoreError> {
+        let mut runs = Vec::with_capacity(3);
         if !self.put_ids.is_empty() {
             let statement = tx
                 .prepare_cached(
-                    "INSERT INTO tessera_entries (id, shard, exp, kind, digest, record) \
-                     SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::smallint[], $5::bytea[], $6::bytea[]) \
+                    "INSERT INTO tessera_entries (id, shard, exp, kind, digest, record, family, sub, client_id) \
+                     SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::smallint[], $5::bytea[], \
+                     $6::bytea[], $7::bytea[], $8::text[], $9::text[]) \
                      ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
                 )
                 .await?;
@@ -179,6 +190,9 @@ impl Columns {
                     &self.put_kinds,
                     &self.put_digests,
                     &self.put_records,
+                    &self.put_families,
+                    &self.put_subs,
+                    &self.put_clients,
                 ],
             ));
         }
@@ -200,25 +214,14 @@ impl Columns {
                 .await?;
             runs.push((statement, vec![&self.delete_ids as &(dyn ToSql + Sync)]));
         }
-        if !self.change_seqs.is_empty() {
-            let statement = tx
-                .prepare_cached(
-                    "INSERT INTO tessera_changes (seq, until, change) \
-                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) ON CONFLICT (seq) DO NOTHING",
-                )
-                .await?;
-            runs.push((
-                statement,
-                vec![
-                    &self.change_seqs as &(dyn ToSql + Sync),
-                    &self.change_untils,
-                    &self.changes,
-                ],
-            ));
-        }
         // In order: tokio-postgres runs pipelined statements in the order they were sent.
-        futures_util::future::try_join_all(runs.iter().map(|(s, params)| tx.execute(s, params))).await?;
-        Ok(())
+        let entries = futures_util::future::try_join_all(runs.iter().map(|(s, params)| tx.execute(s, params)));
+        let (_, numbered) = futures_util::future::try_join(
+            async { entries.await.map_err(StoreError::from) },
+            self.changes.write(tx, origin),
+        )
+        .await?;
+        Ok(numbered)
     }
 }
 
@@ -242,6 +245,12 @@ pub(super) struct Shared {
     ids: Mutex<Ids>,
     /// Held by the flusher while it commits, so flushes never overlap and keep their order.
     flushing: Mutex<()>,
+    /// The change log's head: every change numbered at or below it has committed
+    /// ([`changes`]).
+    pub(super) head: tokio::sync::watch::Sender<u64>,
+    /// This node's name in the changes it makes: random per process, so a restarted node
+    /// reads its earlier changes as any other node's.
+    pub(super) origin: i64,
 }
 
 impl Shared {
@@ -268,6 +277,17 @@ impl Shared {
         Ok(id)
     }
 
+    /// Moves the head up to `seq`, never down.
+    pub(super) fn publish(&self, seq: u64) {
+        self.head.send_if_modified(|head| {
+            let higher = seq > *head;
+            if higher {
+                *head = seq;
+            }
+            higher
+        });
+    }
+
     /// Commits every queued statement in one transaction ([`Backend::flush`]).
     pub(super) fn flush(&self) -> Result<(), StoreError> {
         let _one_at_a_time = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
@@ -281,21 +301,41 @@ impl Shared {
             batch
         };
         let columns = Columns::of(&batch);
+        let origin = self.origin;
         let result = self.io.run(move |mut client| async move {
             let tx = client.transaction().await?;
-            columns.write(&tx).await?;
+            let numbered = columns.write(&tx, origin).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(numbered)
         });
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         p.committing = Arc::new(Vec::new());
-        if result.is_err() {
-            let mut again = (*batch).clone();
-            again.append(&mut p.queued);
-            p.queued = again;
+        match result {
+            Ok(numbered) => {
+                drop(p);
+                if let Some(seq) = numbered {
+                    self.publish(seq);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let mut again = (*batch).clone();
+                again.append(&mut p.queued);
+                p.queued = again;
+                Err(e)
+            }
         }
-        result
     }
+}
+
+/// How a process holds the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// A server: one node among any number on the database.
+    Node,
+    /// A management command on stopped servers: refused while any node runs, so that what it
+    /// changes is not missed by a node's memory.
+    Sole,
 }
 
 pub struct PgBackend {
@@ -305,20 +345,22 @@ pub struct PgBackend {
 impl PgBackend {
     /// Connects to `url` (a libpq-style `postgres://` URL or key=value string), creating or
     /// upgrading the schema first.
-    pub fn connect(url: &str) -> Result<Self, StoreError> {
+    pub fn connect(url: &str, holding: Holding) -> Result<Self, StoreError> {
         let io = Io::start(url)?;
         schema::migrate(&io)?;
-        // One node per database, until nodes share what they hold in memory: a second node
-        // would answer from memory that the first node's revocations never reach.
-        if !io.hold_lock(NODE_LOCK, NODE_LOCK_WAIT)? {
+        // Nodes share the lock; a command alone takes it whole.
+        if !io.hold_lock(NODE_LOCK, NODE_LOCK_WAIT, holding == Holding::Node)? {
             return Err(StoreError::DatabaseInUse);
         }
+        let head = changes::committed_head(&io)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 io,
                 pending: Mutex::new(Pending::default()),
                 ids: Mutex::new(Ids { next: 0, end: 0 }),
                 flushing: Mutex::new(()),
+                head: tokio::sync::watch::channel(head).0,
+                origin: (rand::random::<u64>() >> 1) as i64,
             }),
         })
     }
@@ -360,6 +402,10 @@ impl Backend for PgBackend {
             Ok(row.get::<_, i64>(0) as usize)
         })
     }
+
+    fn shared(&self) -> Option<Arc<dyn SharedDatabase>> {
+        Some(Arc::new(nodes::Nodes::new(Arc::clone(&self.shared))))
+    }
 }
 
 #[cfg(test)]
@@ -377,12 +423,12 @@ mod tests {
     impl Opener for Databases<'_> {
         fn fresh(&mut self) -> Box<dyn Backend> {
             self.last = self.server.database();
-            Box::new(PgBackend::connect(&self.last).unwrap())
+            Box::new(PgBackend::connect(&self.last, Holding::Node).unwrap())
         }
 
         fn reopen(&mut self, old: Box<dyn Backend>) -> Box<dyn Backend> {
             drop(old);
-            Box::new(PgBackend::connect(&self.last).unwrap())
+            Box::new(PgBackend::connect(&self.last, Holding::Node).unwrap())
         }
     }
 
@@ -396,13 +442,61 @@ mod tests {
     }
 
     #[test]
-    fn a_second_node_on_one_database_is_refused_until_the_first_stops() {
+    fn nodes_share_a_database_and_a_command_alone_waits_for_them_to_stop() {
         let server = TestPostgres::start();
         let url = server.database();
-        let first = PgBackend::connect(&url).unwrap();
-        assert!(matches!(PgBackend::connect(&url), Err(StoreError::DatabaseInUse)));
-        drop(first);
-        PgBackend::connect(&url).expect("free once the first node is gone");
+        let first = PgBackend::connect(&url, Holding::Node).unwrap();
+        let second = PgBackend::connect(&url, Holding::Node).expect("nodes share the database");
+        assert!(matches!(
+            PgBackend::connect(&url, Holding::Sole),
+            Err(StoreError::DatabaseInUse)
+        ));
+        drop((first, second));
+        let alone = PgBackend::connect(&url, Holding::Sole).expect("free once the nodes are gone");
+        assert!(matches!(
+            PgBackend::connect(&url, Holding::Node),
+            Err(StoreError::DatabaseInUse)
+        ));
+        drop(alone);
+    }
+
+    #[test]
+    fn changes_are_numbered_at_commit_in_commit_order_across_nodes() {
+        use crate::store::changes::{Change, Reach, Revoked};
+        let server = TestPostgres::start();
+        let url = server.database();
+        let (a, b) = (
+            PgBackend::connect(&url, Holding::Node).unwrap(),
+            PgBackend::connect(&url, Holding::Node).unwrap(),
+        );
+        let (log_a, log_b) = (a.changes().unwrap(), b.changes().unwrap());
+        let change = |n: u8| Change {
+            revoked: Revoked::Token(crate::crypto::TokenDigest([n; 32])),
+            at: 1,
+            until: 100,
+            reach: Reach::Everyone,
+        };
+        // Appended on A first, committed by B first: B's change gets the lower number.
+        log_a.append(&change(1)).unwrap();
+        log_b.append(&change(2)).unwrap();
+        assert_eq!(*log_a.head().borrow(), 0, "nothing is readable before it commits");
+        b.flush().unwrap();
+        a.flush().unwrap();
+        let (head_a, head_b) = (*log_a.head().borrow(), *log_b.head().borrow());
+        assert!(head_b < head_a, "numbers follow commits: {head_b} then {head_a}");
+        let shared = b.shared().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let read = rt.block_on(shared.changes_after(0, 10)).unwrap();
+        assert_eq!(
+            read.iter().map(|c| (c.seq, c.change.clone())).collect::<Vec<_>>(),
+            [(head_b, change(2)), (head_a, change(1))]
+        );
+        assert_eq!(read[0].origin, shared.node());
+        assert_ne!(read[1].origin, shared.node(), "A's change names A");
+        assert_eq!(*log_b.head().borrow(), head_a, "a read of the log moves the head");
     }
 
     #[test]
@@ -420,7 +514,7 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(
-            PgBackend::connect(&url),
+            PgBackend::connect(&url, Holding::Node),
             Err(StoreError::SchemaTooNew { found: 999, .. })
         ));
     }

@@ -1,6 +1,8 @@
 //! One partition's entries: the rows of `tessera_entries` with its `shard`. `kind` is the
 //! entry's [`Kind::code`], `record` the postcard encoding (empty for a revoked family),
-//! `digest` the 32-byte digest.
+//! `digest` the 32-byte digest; `family`, `sub` and `client_id` are the entry's holders
+//! ([`Entry::holders`]), and `used` the mark of an atomic redemption or rotation
+//! ([`super::nodes`]), which a load applies to the record.
 
 use std::sync::Arc;
 
@@ -29,11 +31,11 @@ pub(super) fn kind_column(kind: Kind) -> i16 {
     i16::from(kind.code())
 }
 
-fn kind_of(column: i16) -> Option<Kind> {
+pub(super) fn kind_of(column: i16) -> Option<Kind> {
     u8::try_from(column).ok().and_then(Kind::from_code)
 }
 
-fn digest_of(bytes: &[u8]) -> Result<TokenDigest, StoreError> {
+pub(super) fn digest_of(bytes: &[u8]) -> Result<TokenDigest, StoreError> {
     Ok(TokenDigest(bytes.try_into().map_err(|_| StoreError::CorruptKey)?))
 }
 
@@ -94,7 +96,7 @@ impl PartitionLog for PgPartition {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&shard, &now];
                 let stream = client
                     .query_raw(
-                        "SELECT id, exp, kind, digest, record FROM tessera_entries WHERE shard = $1 AND exp > $2",
+                        "SELECT id, exp, kind, digest, record, used FROM tessera_entries WHERE shard = $1 AND exp > $2",
                         params,
                     )
                     .await?;
@@ -106,6 +108,7 @@ impl PartitionLog for PgPartition {
                         row.get::<_, i16>(2),
                         row.get::<_, Vec<u8>>(3),
                         row.get::<_, Vec<u8>>(4),
+                        row.get::<_, bool>(5),
                     );
                     if rows.send(got).is_err() {
                         break;
@@ -113,13 +116,17 @@ impl PartitionLog for PgPartition {
                 }
                 Ok(())
             },
-            &mut |(id, exp, kind, digest, record): (i64, i64, i16, Vec<u8>, Vec<u8>)| {
+            &mut |(id, exp, kind, digest, record, used): (i64, i64, i16, Vec<u8>, Vec<u8>, bool)| {
                 let key = EntryKey {
                     exp: exp as u64,
                     id: id as u64,
                 };
                 let kind = kind_of(kind).ok_or(StoreError::CorruptKey)?;
-                visit(key, digest_of(&digest)?, Loaded::decode(kind, &record)?)
+                let mut entry = Loaded::decode(kind, &record)?;
+                if used {
+                    entry = entry.marked_used();
+                }
+                visit(key, digest_of(&digest)?, entry)
             },
         )
     }
@@ -129,6 +136,7 @@ impl PartitionLog for PgPartition {
             exp: entry.exp(),
             id: self.shared.next_id()?,
         };
+        let holders = entry.holders();
         self.shared.queue(Op::PutEntry {
             id: key.id as i64,
             shard: self.shard,
@@ -136,6 +144,9 @@ impl PartitionLog for PgPartition {
             kind: kind_column(entry.kind()),
             digest: digest.0.to_vec(),
             record: entry.encode_into(Vec::new()),
+            family: holders.family.map(|f| f.0.to_vec()),
+            sub: holders.sub.map(str::to_owned),
+            client_id: holders.client_id.map(str::to_owned),
         });
         Ok(key)
     }

@@ -37,6 +37,24 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX tessera_consents_by_client ON tessera_consents (client_id);
      CREATE TABLE tessera_meta (name text PRIMARY KEY, value bigint NOT NULL);
      CREATE SEQUENCE tessera_id_blocks START WITH 1;",
+    // 2: several nodes on one database. Entries name their holders, so that a node revokes
+    // what another issued, and carry the mark that atomic redemptions and rotations set.
+    // Changes are numbered when they commit, from `changes/seq`, and name the node that made
+    // them.
+    "ALTER TABLE tessera_entries
+         ADD COLUMN family bytea,
+         ADD COLUMN sub text,
+         ADD COLUMN client_id text,
+         ADD COLUMN used boolean NOT NULL DEFAULT false;
+     CREATE INDEX tessera_entries_by_family ON tessera_entries (family) WHERE family IS NOT NULL;
+     CREATE INDEX tessera_entries_by_sub ON tessera_entries (sub) WHERE sub IS NOT NULL;
+     CREATE INDEX tessera_entries_by_client ON tessera_entries (client_id);
+     ALTER TABLE tessera_changes ADD COLUMN origin bigint NOT NULL DEFAULT 0;
+     INSERT INTO tessera_meta (name, value)
+         SELECT 'changes/seq', greatest(
+             coalesce(max(seq), 0),
+             coalesce((SELECT value FROM tessera_meta WHERE name = 'changes/pruned'), 0))
+         FROM tessera_changes;",
 ];
 
 /// The version this build needs.

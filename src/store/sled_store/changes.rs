@@ -3,8 +3,10 @@
 //! Trees: `changes`: `seq (u64 big endian)` → [`Change`]; `changes/until`: `until ‖ seq` →
 //! empty, the expiry index pruning reads; in `meta`, `changes/pruned` and `changes/floor` (the
 //! log's [`LogBounds`]). Numbers come from `sled::Db::generate_id`, which never hands one out
-//! twice, across restarts and crashes. The log shares the database with the partitions, so one
+//! twice, across restarts and crashes; the head moves as each change is appended. The log shares the database with the partitions, so one
 //! flush covers a change and the removals it announces, and sled recovers its writes in order.
+
+use tokio::sync::watch;
 
 use crate::store::backend::{ChangeStorage, LogBounds};
 use crate::store::changes::Change;
@@ -14,10 +16,34 @@ const PRUNED: &str = "changes/pruned";
 const FLOOR: &str = "changes/floor";
 
 pub(super) struct SledChanges {
-    pub(super) db: sled::Db,
-    pub(super) log: sled::Tree,
-    pub(super) by_until: sled::Tree,
-    pub(super) meta: sled::Tree,
+    db: sled::Db,
+    log: sled::Tree,
+    by_until: sled::Tree,
+    meta: sled::Tree,
+    /// The last number appended: readable at once, since an append is applied before it
+    /// returns.
+    head: watch::Sender<u64>,
+}
+
+impl SledChanges {
+    pub(super) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        let log = db.open_tree("changes")?;
+        let meta = db.open_tree("meta")?;
+        let last = match log.last()? {
+            Some((k, _)) => seq_of(&k)?,
+            None => 0,
+        };
+        // Never below what was pruned: a reader at the old head must not look like one from
+        // another log.
+        let (head, _) = watch::channel(last.max(read_u64(&meta, PRUNED)?));
+        Ok(Self {
+            db: db.clone(),
+            log,
+            by_until: db.open_tree("changes/until")?,
+            meta,
+            head,
+        })
+    }
 }
 
 fn read_u64(tree: &sled::Tree, name: &str) -> Result<u64, StoreError> {
@@ -41,15 +67,17 @@ fn until_key(until: u64, seq: u64) -> [u8; 16] {
 }
 
 impl ChangeStorage for SledChanges {
-    fn next_seq(&self) -> Result<u64, StoreError> {
+    fn append(&self, change: &Change) -> Result<(), StoreError> {
         // From 1: position 0 is "before every change".
-        Ok(self.db.generate_id()? + 1)
-    }
-
-    fn put(&self, seq: u64, change: &Change) -> Result<(), StoreError> {
+        let seq = self.db.generate_id()? + 1;
         self.by_until.insert(until_key(change.until, seq), &[])?;
         self.log.insert(seq.to_be_bytes(), change.encode())?;
+        self.head.send_replace(seq);
         Ok(())
+    }
+
+    fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
     }
 
     fn remove(&self, seq: u64, until: u64) -> Result<bool, StoreError> {
@@ -82,13 +110,6 @@ impl ChangeStorage for SledChanges {
                 Ok((seq_of(&k[8..])?, seq_of(&k[..8])?))
             })
             .collect()
-    }
-
-    fn last(&self) -> Result<u64, StoreError> {
-        match self.log.last()? {
-            Some((k, _)) => seq_of(&k),
-            None => Ok(0),
-        }
     }
 
     fn count(&self) -> Result<u64, StoreError> {

@@ -124,12 +124,7 @@ impl Backend for SledBackend {
     }
 
     fn changes(&self) -> Result<Box<dyn ChangeStorage>, StoreError> {
-        Ok(Box::new(changes::SledChanges {
-            db: self.db.clone(),
-            log: self.db.open_tree("changes")?,
-            by_until: self.db.open_tree("changes/until")?,
-            meta: self.db.open_tree("meta")?,
-        }))
+        Ok(Box::new(changes::SledChanges::open(&self.db)?))
     }
 
     fn clients(&self) -> Result<Box<dyn ClientStorage>, StoreError> {
