@@ -76,7 +76,7 @@ impl Authority {
                 Holder::Subject(sub) => crate::store::Revoked::Subject(sub.clone()),
                 Holder::Client(client_id) => crate::store::Revoked::Client(client_id.clone()),
             };
-            let stored = cluster.db().revoke_stored(change, now).await?;
+            let stored = cluster.db().revoke_stored(change, now, now).await?;
             revoked.tokens += stored.tokens;
             revoked.codes += stored.codes;
             families.extend(stored.families);
@@ -84,9 +84,10 @@ impl Authority {
         revoked.grants = families.len();
         if !families.is_empty() {
             let families: Vec<TokenDigest> = families.into_iter().collect();
+            let until = self.refresh_exp(now);
             let msg = RevokeFamilies {
                 families: families.clone().into(),
-                until: self.refresh_exp(now),
+                until,
                 now,
             };
             for reply in self.inner.shards.broadcast(msg).await {
@@ -99,7 +100,7 @@ impl Authority {
                 for family in families {
                     let stored = cluster
                         .db()
-                        .revoke_stored(crate::store::Revoked::Family(family), now)
+                        .revoke_stored(crate::store::Revoked::Family(family), until, now)
                         .await?;
                     revoked.tokens += stored.tokens;
                 }

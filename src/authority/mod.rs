@@ -486,7 +486,7 @@ impl Authority {
             // The family's tokens that other nodes issued.
             removed += cluster
                 .db()
-                .revoke_stored(crate::store::Revoked::Family(family), now)
+                .revoke_stored(crate::store::Revoked::Family(family), until, now)
                 .await?
                 .tokens;
         }

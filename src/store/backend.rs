@@ -105,10 +105,18 @@ pub trait SharedDatabase: Send + Sync {
     fn spend_refresh(&self, digest: TokenDigest) -> BoxFuture<'static, Result<bool, StoreError>>;
     /// Up to `limit` committed changes numbered above `after`, in order.
     fn changes_after(&self, after: u64, limit: usize) -> BoxFuture<'static, Result<Vec<Committed>, StoreError>>;
-    /// Removes, in one transaction with the change that announces it (if it removed any),
-    /// every stored token and code that `revoked` (a family, a user, a client) names, whichever
-    /// node issued it. Only committed writes are seen: a caller awaits its own first.
-    fn revoke_stored(&self, revoked: Revoked, now: u64) -> BoxFuture<'static, Result<StoredRevocation, StoreError>>;
+    /// Removes, in one transaction with the change that announces it, every stored token and
+    /// code that `revoked` (a family, a user, a client) names, whichever node issued it. Only
+    /// committed writes are seen: a caller awaits its own first. The change lives until
+    /// `until` at least, or until the last removed token would have expired. A user's or a
+    /// client's change is made only if something was removed; a family's always is, since
+    /// another node may still be issuing into it from memory.
+    fn revoke_stored(
+        &self,
+        revoked: Revoked,
+        until: u64,
+        now: u64,
+    ) -> BoxFuture<'static, Result<StoredRevocation, StoreError>>;
 }
 
 /// Where an entry of a partition is kept: its expiry and an id unique in the store, never

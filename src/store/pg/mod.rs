@@ -499,6 +499,48 @@ mod tests {
         assert_eq!(*log_b.head().borrow(), head_a, "a read of the log moves the head");
     }
 
+    /// Node B may be issuing into a family from memory, not committed yet, while node A closes
+    /// it and finds nothing stored: the change must still reach B, and live as long as the
+    /// family is closed.
+    #[test]
+    fn a_closed_family_is_announced_even_when_nothing_stored_was_found() {
+        use crate::store::changes::{Reach, Revoked};
+        let server = TestPostgres::start();
+        let url = server.database();
+        let (a, b) = (
+            PgBackend::connect(&url, Holding::Node).unwrap(),
+            PgBackend::connect(&url, Holding::Node).unwrap(),
+        );
+        let (on_a, on_b) = (a.shared().unwrap(), b.shared().unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let family = crate::crypto::TokenDigest([7; 32]);
+        let removed = rt
+            .block_on(on_a.revoke_stored(Revoked::Family(family), 5000, 10))
+            .unwrap();
+        assert_eq!(removed.tokens, 0);
+        let user = rt
+            .block_on(on_a.revoke_stored(Revoked::Subject("nobody".into()), 10, 10))
+            .unwrap();
+        assert_eq!(user.tokens + user.codes, 0);
+        let read = rt.block_on(on_b.changes_after(0, 10)).unwrap();
+        assert_eq!(
+            read.len(),
+            1,
+            "only the family's change, not the empty user's: {read:?}"
+        );
+        assert_eq!(read[0].origin, on_a.node());
+        assert_eq!(read[0].change.revoked, Revoked::Family(family));
+        assert_eq!(read[0].change.until, 5000, "as long as the family stays closed");
+        assert_eq!(
+            read[0].change.reach,
+            Reach::Everyone,
+            "who saw B's tokens is unknown to A"
+        );
+    }
+
     #[test]
     fn migrations_apply_once_and_a_newer_schema_is_refused() {
         let server = TestPostgres::start();

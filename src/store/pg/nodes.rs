@@ -224,7 +224,12 @@ impl SharedDatabase for Nodes {
         .boxed()
     }
 
-    fn revoke_stored(&self, revoked: Revoked, now: u64) -> BoxFuture<'static, Result<StoredRevocation, StoreError>> {
+    fn revoke_stored(
+        &self,
+        revoked: Revoked,
+        until: u64,
+        now: u64,
+    ) -> BoxFuture<'static, Result<StoredRevocation, StoreError>> {
         let shared = Arc::clone(&self.shared);
         let origin = self.shared.origin;
         let done = self.shared.io.call(move |mut client| async move {
@@ -281,12 +286,22 @@ impl SharedDatabase for Nodes {
             removed.families.sort_by_key(|f| f.0);
             removed.families.dedup();
             let mut numbered = None;
-            if !tokens.is_empty() {
+            // A closed family is announced even when nothing stored was found: another node
+            // may hold tokens of it that it has not committed yet (an exchange or a rotation
+            // under way there), and only the change reaches its memory. Whoever may have seen
+            // those tokens is unknown here, so the feed tells every resource server.
+            let family = matches!(revoked, Revoked::Family(_));
+            if !tokens.is_empty() || family {
+                let reach = if tokens.is_empty() {
+                    Reach::Everyone
+                } else {
+                    Reach::of(tokens.iter().map(|t| t.claims.aud.as_deref()))
+                };
                 let change = Change {
                     revoked,
                     at: now,
-                    until: tokens.iter().map(|t| t.exp).max().unwrap_or(now),
-                    reach: Reach::of(tokens.iter().map(|t| t.claims.aud.as_deref())),
+                    until: tokens.iter().map(|t| t.exp).fold(until, u64::max),
+                    reach,
                 };
                 let mut batch = Batch::default();
                 batch.push(change.until as i64, change.encode());
