@@ -7,7 +7,8 @@
 # through sudo, and tests/browser/node_modules, installed with `npm ci` from package-lock.json.
 # playwright-core downloads no browser of its own.
 #
-# The PostgreSQL tests (the storage contract, tests/crash.rs) start a throwaway server of their
+# The PostgreSQL tests (the storage contract, tests/crash.rs, tests/cluster.rs, and the second
+# run of the integration suites, on PostgreSQL) start a throwaway server of their
 # own with initdb and pg_ctl (Debian's postgresql package; as the postgres user when run as
 # root), so this installs postgresql when neither is found.
 set -euo pipefail
@@ -39,3 +40,7 @@ if [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt 
 fi
 
 cargo test --release --workspace "$@"
+# The integration suites again, every server on a throwaway PostgreSQL of its own
+# (tests/common: TESSERA_TEST_STORE), so that both backends pass the same tests.
+echo "== integration suites on PostgreSQL"
+TESSERA_TEST_STORE=postgres cargo test --release --test suite "$@"

@@ -1,5 +1,5 @@
 //! The `tessera` command: `serve`, `client add|list|remove`, `user add|list|remove|passwd`,
-//! `keys rotate` and `migrate`.
+//! `keys rotate`, `migrate` and `store copy`.
 //!
 //! Management commands open the store directly when no server holds it. A store serves one
 //! process at a time (sled locks its directory, a PostgreSQL database is locked by its node),
@@ -53,6 +53,25 @@ enum Command {
     /// Create or upgrade the PostgreSQL schema (`store = "postgres"`) and print its version.
     /// `serve` does the same at start; this does it alone, e.g. before a rolling upgrade.
     Migrate,
+    /// Move an installation between stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy a sled data directory's clients, users, consents and unexpired tokens, codes and
+    /// closed grants into a PostgreSQL database, in the config's shard count. Running it again
+    /// adds nothing. The server on the sled store must be stopped, and no node may run on the
+    /// database yet. Keys stay files in the data directory: start the nodes with its keys.
+    Copy {
+        /// The sled store's data directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database's URL.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +180,7 @@ fn main() -> ExitCode {
         Command::User(cmd) => user(settings, cmd),
         Command::Keys(KeysCommand::Rotate { alg }) => rotate_key(settings, alg),
         Command::Migrate => migrate(&settings),
+        Command::Store(StoreCommand::Copy { from, to }) => copy_store(&settings, &from, &to),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -184,6 +204,26 @@ fn migrate(settings: &Settings) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+fn copy_store(settings: &Settings, from: &std::path::Path, to: &str) -> Result<(), String> {
+    use tessera::store::{pg, sled_store::SledBackend};
+    if !from.join("db").is_dir() {
+        return Err(format!("{}: no sled store there", from.display()));
+    }
+    let source = SledBackend::open(from, settings.cache_bytes).map_err(|e| match e {
+        StoreError::Locked => format!("{}: a server runs on this store; stop it first", from.display()),
+        e => format!("{}: {e}", from.display()),
+    })?;
+    let target = pg::PgBackend::connect(to, pg::Holding::Sole).map_err(|e| e.to_string())?;
+    let copied = tessera::store::copy::copy(&source, &target, settings.shards, tessera::unix_now())
+        .map_err(|e| e.to_string())?;
+    println!(
+        "copied {} clients, {} users, {} consents and {} tokens, codes and closed grants \
+         ({} were there already)",
+        copied.clients, copied.users, copied.consents, copied.entries, copied.present
+    );
     Ok(())
 }
 

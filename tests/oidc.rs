@@ -312,7 +312,7 @@ async fn tessera(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -
 async fn the_cli_manages_users_while_the_server_runs_and_after() {
     let s = TestServer::start("").await;
     let config = s.dir.path().join("cli.toml");
-    std::fs::write(&config, format!("data_dir = {:?}\n", s.dir.path().join("data"))).unwrap();
+    std::fs::write(&config, s.store_config()).unwrap();
 
     let added = ok(&tessera(
         &config,

@@ -24,4 +24,5 @@ mod oidc;
 mod operations;
 mod properties;
 mod resource_server;
+mod store_copy;
 mod tls;

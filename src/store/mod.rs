@@ -22,6 +22,7 @@ mod changes;
 mod clients;
 #[cfg(test)]
 mod contract;
+pub mod copy;
 mod digest_map;
 mod durability;
 pub mod pg;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use awc::http::StatusCode;
 use serde_json::Value;
 use tessera::config::RawConfig;
+use tessera::store::pg::testing::TestPostgres;
 
 pub const CLIENTS: &str = r#"
 [[clients]]
@@ -115,6 +116,25 @@ pub struct TestServer {
     pub side: tessera::server::SideListeners,
     /// Closed by [`TestServer::stop`], so that open event streams do not hold the stop up.
     pub feed: tessera::feed::Feed,
+    /// The database this server runs on, when it is the suites' PostgreSQL.
+    pub database_url: Option<String>,
+    /// The server's own throwaway PostgreSQL when the suites run on it (see [`suite_store`]);
+    /// last, so that it stops after the server's store let go of it.
+    pub postgres: Option<TestPostgres>,
+}
+
+/// The store the suites run on when a test does not name one: sled, or PostgreSQL with
+/// `TESSERA_TEST_STORE=postgres` (scripts/test.sh runs the storage-touching suites both ways).
+/// Each server then gets a throwaway PostgreSQL of its own, so tests stay independent.
+fn suite_store(extra: &str) -> Option<TestPostgres> {
+    if extra.contains("store =") {
+        return None;
+    }
+    match std::env::var("TESSERA_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(TestPostgres::start()),
+        Ok("sled") | Err(_) => None,
+        Ok(other) => panic!("TESSERA_TEST_STORE is sled or postgres, not {other:?}"),
+    }
 }
 
 impl TestServer {
@@ -128,8 +148,14 @@ impl TestServer {
         } else {
             "id_token_alg = \"ES256\"\n"
         };
+        let postgres = suite_store(extra);
+        let database_url = postgres.as_ref().map(TestPostgres::database);
+        let store = database_url
+            .as_ref()
+            .map(|url| format!("store = \"postgres\"\ndatabase_url = {url:?}\n"))
+            .unwrap_or_default();
         let toml = format!(
-            "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 2\n{alg}{extra}\n{CLIENTS}",
+            "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 2\n{store}{alg}{extra}\n{CLIENTS}",
             dir.path().join("data")
         );
         let settings = RawConfig::from_toml(&toml).unwrap().validate().unwrap();
@@ -147,7 +173,19 @@ impl TestServer {
             metrics: running.metrics_addr.map(|a| format!("http://{a}")),
             side: running.side,
             feed: running.feed,
+            database_url,
+            postgres,
         }
+    }
+
+    /// The store part of this server's configuration (`data_dir`, and the database when it
+    /// runs on PostgreSQL), for a command-line run against the same installation.
+    pub fn store_config(&self) -> String {
+        let mut toml = format!("data_dir = {:?}\n", self.data_dir());
+        if let Some(url) = &self.database_url {
+            toml.push_str(&format!("store = \"postgres\"\ndatabase_url = {url:?}\n"));
+        }
+        toml
     }
 
     pub fn data_dir(&self) -> std::path::PathBuf {

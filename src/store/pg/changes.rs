@@ -176,15 +176,25 @@ impl ChangeStorage for PgChanges {
 
     fn set_bounds(&self, bounds: LogBounds) -> Result<(), StoreError> {
         let (floor, pruned) = (bounds.floor as i64, bounds.pruned as i64);
-        self.shared.io.run(move |client| async move {
-            client
-                .execute(
-                    "INSERT INTO tessera_meta (name, value) VALUES ('changes/floor', $1), ('changes/pruned', $2) \
-                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                    &[&floor, &pruned],
-                )
-                .await?;
+        self.shared.io.run(move |mut client| async move {
+            let tx = client.transaction().await?;
+            tx.execute(
+                "INSERT INTO tessera_meta (name, value) VALUES ('changes/floor', $1), ('changes/pruned', $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                &[&floor, &pruned],
+            )
+            .await?;
+            // The head never falls below `pruned`, so numbering goes on above it (a copy from
+            // another store sets it to that store's head, see `store::copy`).
+            tx.execute(
+                "UPDATE tessera_meta SET value = GREATEST(value, $1) WHERE name = 'changes/seq'",
+                &[&pruned],
+            )
+            .await?;
+            tx.commit().await?;
             Ok(())
-        })
+        })?;
+        self.shared.publish(bounds.pruned);
+        Ok(())
     }
 }

@@ -288,12 +288,13 @@ impl SharedDatabase for Nodes {
             let mut numbered = None;
             // A closed family is announced even when nothing stored was found: another node
             // may hold tokens of it that it has not committed yet (an exchange or a rotation
-            // under way there), and only the change reaches its memory. Whoever may have seen
-            // those tokens is unknown here, so the feed tells every resource server.
+            // under way there), and only the change reaches its memory. Such a change is for
+            // the nodes, not the feed: it reaches no resource server, so a user's revocation
+            // reads on the feed as one event, as on sled.
             let family = matches!(revoked, Revoked::Family(_));
             if !tokens.is_empty() || family {
                 let reach = if tokens.is_empty() {
-                    Reach::Everyone
+                    Reach::Resources(Vec::new())
                 } else {
                     Reach::of(tokens.iter().map(|t| t.claims.aud.as_deref()))
                 };
