@@ -12,7 +12,11 @@
 #   TOKENS=0 WORKLOAD=issue scripts/ab.sh 10 4 old=/tmp/old/tessera new=target/release/tessera
 #
 # key=value pairs go into the variant's TOML (shards, shard_threads, workers, ...); the default
-# is 2 shards and 2 workers. One key is the variant's own: api_rate_limit_per_sec=N sets the
+# is 2 shards and 2 workers. A variant with store="postgres",database_url="…" (a database of
+# its own, e.g. from scripts/postgres.sh) gets the seeded pool copied into it with
+# `tessera store copy` first, so it introspects the same tokens:
+#   TOKENS=100000 scripts/ab.sh 10 4 sled=target/release/tessera \
+#     'pg=target/release/tessera:store="postgres",database_url="postgres://tessera@127.0.0.1:5544/tessera"' One key is the variant's own: api_rate_limit_per_sec=N sets the
 # rate_limit_per_sec of the introspecting api-server client, to measure the limiter's cost:
 #   scripts/ab.sh 10 6 none=target/release/tessera \
 #     limited=target/release/tessera:api_rate_limit_per_sec=10000000
@@ -28,7 +32,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
 ROUNDS=${2:-6}
 shift 2 || true
-(($#)) || { sed -n '2,25p' "$0" >&2; exit 2; }
+(($#)) || { sed -n '2,28p' "$0" >&2; exit 2; }
 TOKENS=${TOKENS:-100000}
 WORKLOAD=${WORKLOAD:-introspect}
 CONNS=${CONNS:-64}
@@ -60,6 +64,12 @@ for spec in "$@"; do
       ./target/release/examples/seed_tokens "$pool" "$TOKENS" "$pool.tokens" "$shards"
     fi
     cp -r "$pool" "$work/$name"
+    # A variant on PostgreSQL serves the same pool: it is copied into its database first.
+    db=$(tr ',' '\n' <<<"$opts" | sed -n 's/^database_url=//p' | tr -d '"')
+    if [[ -n $db ]]; then
+      printf 'data_dir = "%s"\nshards = %s\n' "$work/$name" "$shards" > "$work/$name.copy.toml"
+      "$bin" --config "$work/$name.copy.toml" store copy --from "$work/$name" --to "$db" >&2
+    fi
   fi
   {
     echo "bind = \"127.0.0.1:$port\""
@@ -82,6 +92,14 @@ done
 
 api_auth=$(printf 'api-server:api-secret' | base64)
 demo_auth=$(printf 'demo-client:demo-secret' | base64)
+if ((TOKENS > 0)); then
+  # Every variant must hold the pool: a token it does not know is answered inactive, cheaply.
+  sample=$(head -1 "$pool.tokens")
+  for name in "${names[@]}"; do
+    curl -sf -H "Authorization: Basic $api_auth" -d "token=$sample" "${url[$name]}/oauth/introspect" \
+      | grep -q '"active":true' || { echo "$name does not hold the pool: a pool token is inactive" >&2; exit 1; }
+  done
+fi
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 results=$work/results.txt
 for round in $(seq "$ROUNDS"); do

@@ -4,7 +4,9 @@
 #   scripts/cluster.sh [SECONDS=20] [TOKENS=300] [CONCURRENCY=2]
 #
 # Starts PostgreSQL (scripts/postgres.sh) and nodes on 127.0.0.1:4101-4103 with one server
-# key, then, for SECONDS, loads every node at once with wrk (client_credentials issuance on
+# key. First, for SECONDS, introspection alone on every node, counting the database's
+# transactions meanwhile (a warm node asks the database nothing). Then, for SECONDS, it loads
+# every node at once with wrk (client_credentials issuance on
 # each, which writes to the database, and introspection of one node's tokens on each) while
 # scripts/cross_node_revocation.py issues TOKENS tokens round the nodes, revokes each on its
 # issuer and times until the two others refuse it. Prints the wrk lines and the latency line,
@@ -22,6 +24,7 @@ command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; 
 cargo build --release --bin tessera
 
 work=$(mktemp -d /tmp/tessera-cluster.XXXXXX)
+chmod 755 "$work" # the postgres user reaches its directory inside
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -75,8 +78,32 @@ PY
 
 out=bench-results/cluster-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench-results
+# The database's transactions (queries and commits alike), from its own statistics.
+xacts() {
+  psql "$url" -Atc "SELECT pg_stat_force_next_flush(); SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()" | tail -1
+}
+introspect_all() { # SECONDS LABEL
+  for k in 0 1 2; do
+    (wrk -t1 -c16 -d"$1s" -s scripts/introspect.lua "${nodes[$k]}" -- "$work/pool.tokens" "$api" \
+      | sed -n "s/^RESULT/$2 node$((k + 1)) RESULT/p") &
+  done
+  wait
+}
 {
   echo "# scripts/cluster.sh $SECONDS_PER_RUN $TOKENS $CONCURRENCY: 3 nodes, $(nproc) cores"
+  # Warm nodes answer from memory: every node reads the pool through once, then the
+  # database's transactions are counted over a run of introspection alone (the followers'
+  # polls, every 20 ms on each node, are what remains).
+  introspect_all 3 warm-up >/dev/null
+  sleep 1
+  before=$(xacts)
+  introspect_all "$SECONDS_PER_RUN" introspect | tee "$work/warm.txt"
+  sleep 1
+  after=$(xacts)
+  requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' "$work/warm.txt" | awk '{n += $1} END {print n}')
+  awk -v t=$((after - before)) -v r="$requests" 'BEGIN {
+    printf "database transactions during warm introspection: %d for %d requests (%.5f per request)\n", t, r, t / r }'
+  echo "# then issuance and introspection on every node, with cross-node revocations:"
   for k in 0 1 2; do
     (wrk -t1 -c16 -d"${SECONDS_PER_RUN}s" -s scripts/issue.lua "${nodes[$k]}" -- "$demo" \
       | sed -n "s/^RESULT/issue node$((k + 1)) RESULT/p") &
