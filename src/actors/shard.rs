@@ -16,7 +16,7 @@ use crate::crypto::TokenDigest;
 use crate::oauth::Scope;
 use crate::store::backend::Fetched;
 use crate::store::{
-    Change, CodeRecord, Durable, GroupCommit, MassRevocation, Redeem, StoreError, TokenPartition, TokenRecord,
+    Change, CodeRecord, Durable, GroupCommit, Hold, MassRevocation, Redeem, StoreError, TokenPartition, TokenRecord,
     TokenType,
 };
 
@@ -394,13 +394,11 @@ impl Handler<HoldToken> for TokenShard {
             return held.is_live(msg.now).then(|| held.clone());
         }
         let fetched = msg.fetched.record.clone();
-        if fetched.claims.family.is_some_and(|f| self.partition.family_revoked(&f)) {
-            return None;
-        }
-        // Held or not (another node's revocation was forgotten since the read), the read
-        // itself is an answer as fresh as the database.
-        if self.partition.hold(msg.fetched, Some(msg.generation)) {
-            self.count_live();
+        match self.partition.hold(msg.fetched, Some(msg.generation)) {
+            Hold::FamilyClosed => return None,
+            Hold::Held => self.count_live(),
+            // Not held, but the read itself is an answer as fresh as the database.
+            Hold::Stale => {}
         }
         fetched.is_live(msg.now).then_some(fetched)
     }

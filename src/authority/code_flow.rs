@@ -186,15 +186,11 @@ impl Authority {
             now,
             fetched,
         };
+        let rotation = self
+            .send_reading_through(digest, now, msg, |r| matches!(r, Rotation::Invalid))
+            .await?;
         let Some(cluster) = &self.inner.cluster else {
-            return Ok(self.inner.shards.send(&digest, msg(None)).await??);
-        };
-        let rotation = match self.inner.shards.send(&digest, msg(None)).await?? {
-            Rotation::Invalid => match cluster.fetch(digest, now).await? {
-                Some(fetched) => self.inner.shards.send(&digest, msg(Some(fetched))).await??,
-                None => Rotation::Invalid,
-            },
-            other => other,
+            return Ok(rotation);
         };
         match rotation {
             Rotation::Rotated(record, durable) => {

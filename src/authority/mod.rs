@@ -500,6 +500,35 @@ impl Authority {
         Ok(())
     }
 
+    /// Sends `msg(None)`, about the token `digest`, to its shard. On a shared database, when the
+    /// reply says this node does not hold the token (`absent`), the token is read through and
+    /// the message sent once more with it (`msg(Some(fetched))`), so that the shard decides
+    /// about another node's token as about one of its own.
+    async fn send_reading_through<M, R>(
+        &self,
+        digest: TokenDigest,
+        now: u64,
+        msg: impl Fn(Option<crate::store::backend::Fetched>) -> M,
+        absent: impl Fn(&R) -> bool,
+    ) -> Result<R, AuthorityError>
+    where
+        M: actix::Message<Result = Result<R, crate::store::StoreError>> + Send + 'static,
+        R: Send,
+        crate::actors::TokenShard: actix::Handler<M>,
+    {
+        let reply = self.inner.shards.send(&digest, msg(None)).await??;
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(reply);
+        };
+        if !absent(&reply) {
+            return Ok(reply);
+        }
+        match cluster.fetch(digest, now).await? {
+            Some(fetched) => Ok(self.inner.shards.send(&digest, msg(Some(fetched))).await??),
+            None => Ok(reply),
+        }
+    }
+
     /// The expiry of a refresh token issued at `now`.
     fn refresh_exp(&self, now: u64) -> u64 {
         self.inner.refresh_ttl.map_or(NEVER, |ttl| now.saturating_add(ttl))
@@ -618,14 +647,10 @@ impl Authority {
             now,
             fetched,
         };
-        let revocation = match (self.inner.shards.send(&digest, msg(None)).await??, &self.inner.cluster) {
-            // Another node's token: read it through, so that its owner is checked here too.
-            (Revocation::NotFound, Some(cluster)) => match cluster.fetch(digest, now).await? {
-                Some(fetched) => self.inner.shards.send(&digest, msg(Some(fetched))).await??,
-                None => Revocation::NotFound,
-            },
-            (revocation, _) => revocation,
-        };
+        // Another node's token is read through, so that its owner is checked here too.
+        let revocation = self
+            .send_reading_through(digest, now, msg, |r| matches!(r, Revocation::NotFound))
+            .await?;
         match revocation {
             Revocation::Revoked(durable, family) => {
                 durable.await?;

@@ -43,7 +43,7 @@ pub use records::{
     ClientRecord, CodeRecord, ConsentRecord, Record, Redeem, TokenClaims, TokenRecord, TokenType, UserRecord,
 };
 use sled_store::SledBackend;
-pub use tokens::{MassRevocation, TokenPartition};
+pub use tokens::{Hold, MassRevocation, TokenPartition};
 pub use users::UserRegistry;
 
 /// Failures of the storage layer. Expected outcomes (not found, not the owner) are values in

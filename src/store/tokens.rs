@@ -121,6 +121,18 @@ struct Tomb {
     until: u64,
 }
 
+/// What [`TokenPartition::hold`] made of a token read through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Held from now on, or held already.
+    Held,
+    /// Not held: the partition forgot another node's revocation since the read, which may
+    /// predate it. The read itself is still as fresh as the database.
+    Stale,
+    /// Not held, and not to be answered: the token's family is closed.
+    FamilyClosed,
+}
+
 impl TokenPartition {
     /// Reads every record of `log` into memory, except those already expired at `now`, which
     /// stay stored for the sweeper to remove.
@@ -432,19 +444,18 @@ impl TokenPartition {
     }
 
     /// Holds in memory a token read from a database shared with other nodes (it is already
-    /// stored: nothing is written). Refused (`false`) if `generation` is given and this
-    /// partition forgot another node's revocation since it was read ([`generation`](Self::generation)
-    /// was taken before the read), or if the token's family is closed; a token already held
-    /// stays as it is (`true`).
-    pub fn hold(&mut self, fetched: Fetched, generation: Option<u64>) -> bool {
+    /// stored: nothing is written), unless its family is closed, or `generation` is given and
+    /// this partition forgot another node's revocation since the read ([`generation`](Self::generation)
+    /// was taken before it). A token already held stays as it is.
+    pub fn hold(&mut self, fetched: Fetched, generation: Option<u64>) -> Hold {
         if self.tokens.get(&fetched.digest).is_some() {
-            return true;
-        }
-        if generation.is_some_and(|g| g != self.generation) {
-            return false;
+            return Hold::Held;
         }
         if fetched.record.claims.family.is_some_and(|f| self.family_revoked(&f)) {
-            return false;
+            return Hold::FamilyClosed;
+        }
+        if generation.is_some_and(|g| g != self.generation) {
+            return Hold::Stale;
         }
         let mut record = fetched.record;
         record.claims = self.intern(record.claims);
@@ -456,7 +467,7 @@ impl TokenPartition {
                 record,
             },
         );
-        true
+        Hold::Held
     }
 
     /// Removes from memory what another node's revocation `change` names (that node removed
@@ -768,7 +779,10 @@ mod tests {
         let store = Store::temporary().unwrap();
         let mut p = partition(&store);
         let before = p.generation();
-        assert!(p.hold(fetched(1, TokenRecord::test_record(1000)), Some(before)));
+        assert_eq!(
+            p.hold(fetched(1, TokenRecord::test_record(1000)), Some(before)),
+            Hold::Held
+        );
         assert!(p.get(&digest(1)).is_some());
         let change = |revoked| Change {
             revoked,
@@ -778,18 +792,30 @@ mod tests {
         };
         assert_eq!(p.forget(&change(Revoked::Token(digest(1))), 1), 1);
         assert!(p.get(&digest(1)).is_none(), "another node's revocation is forgotten");
-        assert!(
-            !p.hold(fetched(2, TokenRecord::test_record(1000)), Some(before)),
+        assert_eq!(
+            p.hold(fetched(2, TokenRecord::test_record(1000)), Some(before)),
+            Hold::Stale,
             "read before that revocation was forgotten: it may be the one revoked"
         );
         assert!(p.get(&digest(2)).is_none());
-        assert!(p.hold(fetched(2, TokenRecord::test_record(1000)), Some(p.generation())));
+        assert_eq!(
+            p.hold(fetched(2, TokenRecord::test_record(1000)), Some(p.generation())),
+            Hold::Held
+        );
 
         // A family another node closed: its tokens go, and none is held or issued into it.
         p.insert(&digest(3), family_record(100, Access, 1000)).unwrap();
         assert_eq!(p.forget(&change(Revoked::Family(digest(100))), 1), 1);
         assert!(p.family_revoked(&digest(100)));
-        assert!(!p.hold(fetched(4, family_record(100, Access, 1000)), None));
+        assert_eq!(
+            p.hold(fetched(4, family_record(100, Access, 1000)), None),
+            Hold::FamilyClosed
+        );
+        assert_eq!(
+            p.hold(fetched(5, family_record(100, Access, 1000)), Some(before)),
+            Hold::FamilyClosed,
+            "a closed family is refused even when the read is stale too"
+        );
         assert_eq!(p.len(), 1, "only token 2 is held");
         assert_eq!(
             store.stored_tokens().unwrap(),
@@ -808,7 +834,10 @@ mod tests {
         let store = Store::temporary().unwrap();
         let mut p = partition(&store);
         for d in 0..4u8 {
-            assert!(p.hold(fetched(d, TokenRecord::test_record(100 + u64::from(d))), None));
+            assert_eq!(
+                p.hold(fetched(d, TokenRecord::test_record(100 + u64::from(d))), None),
+                Hold::Held
+            );
         }
         let mut forgotten = 0;
         for _ in 0..crate::store::digest_map::SEGMENTS {
