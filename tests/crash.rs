@@ -1,7 +1,8 @@
 //! Durability across process death. Under SIGKILL: the release binary serves concurrent issuance and revocation, is
 //! killed mid-traffic, and restarts. Every token whose issuance returned 200 must introspect
 //! active (unless a revocation of it was attempted), and every revocation that returned 200 must
-//! stay revoked. On sled, and on PostgreSQL (a throwaway server the test starts).
+//! stay revoked. On sled, and on PostgreSQL (a throwaway server the test starts), and with a
+//! second node on the same database that must hold the same truth while the first is dead.
 
 use crate::common;
 
@@ -52,7 +53,10 @@ struct Ledger {
     revoked: HashSet<String>,
 }
 
-async fn worker(base: String, ledger: Rc<RefCell<Ledger>>, stop: Rc<RefCell<bool>>, n: usize) {
+/// Issues and revokes at `base`. With a `witness` (another node on the same database), every
+/// token issued is introspected there once too, so that the witness holds it in memory and
+/// must learn of its revocation from the change log.
+async fn worker(base: String, witness: Option<String>, ledger: Rc<RefCell<Ledger>>, stop: Rc<RefCell<bool>>, n: usize) {
     let http = client();
     let mut mine: Vec<String> = Vec::new();
     for i in 0..MAX_REQUESTS_PER_WORKER {
@@ -88,6 +92,12 @@ async fn worker(base: String, ledger: Rc<RefCell<Ledger>>, stop: Rc<RefCell<bool
             };
             let token = body["access_token"].as_str().expect("a 200 carries a token").to_owned();
             ledger.borrow_mut().issued.push(token.clone());
+            if let Some(witness) = &witness {
+                assert!(
+                    is_active(&http, witness, &token).await,
+                    "a token is active on another node as soon as its issuer answered"
+                );
+            }
             mine.push(token);
         }
     }
@@ -126,11 +136,47 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation_on_postgres() {
 }
 
 async fn kill_mid_traffic_and_check(dir: &Path, backend: &str) {
+    let ledger = kill_mid_traffic(dir, None).await;
+    let (mut child, base) = spawn_tessera(dir).await;
+    check(&ledger, &base, &format!("{backend}, after a restart")).await;
+    child.kill();
+}
+
+/// Two nodes on one database: the first is killed mid-traffic while the second, which held
+/// every token the first issued, stays up. The second answers as the ledger says at once
+/// (after one poll of the change log), and so does the first after its restart.
+#[actix_rt::test]
+async fn a_node_killed_mid_traffic_loses_nothing_its_peer_or_its_restart_can_see() {
+    let postgres = tessera::store::pg::testing::TestPostgres::start();
+    let url = postgres.database();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A database stall on a loaded machine must not turn into 503s here: this test is about
+    // what is kept, not about vouching (tests/cluster.rs).
+    let shared = format!(
+        "store = \"postgres\"\ndatabase_url = {url:?}\nserver_key_file = {:?}\ncluster_poll_ms = 10\n\
+         cluster_stale_ms = 10000",
+        a.path().join("server.key")
+    );
+    write_config_with(a.path(), 2, 2, &shared);
+    write_config_with(b.path(), 1, 2, &shared);
+    let (mut peer, peer_base) = spawn_tessera(b.path()).await;
+    let ledger = kill_mid_traffic(a.path(), Some(peer_base.clone())).await;
+    // One poll of the change log, with room for a loaded machine.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    check(&ledger, &peer_base, "postgres, on the peer of a killed node").await;
+    let (mut restarted, base) = spawn_tessera(a.path()).await;
+    check(&ledger, &base, "postgres, the killed node restarted beside its peer").await;
+    restarted.kill();
+    peer.kill();
+}
+
+/// Runs the campaign against the node of `dir`, SIGKILLs it mid-traffic and returns the ledger.
+async fn kill_mid_traffic(dir: &Path, witness: Option<String>) -> Ledger {
     let (mut child, base) = spawn_tessera(dir).await;
     let ledger = Rc::new(RefCell::new(Ledger::default()));
     let stop = Rc::new(RefCell::new(false));
     let tasks: Vec<_> = (0..WORKERS)
-        .map(|n| actix_rt::spawn(worker(base.clone(), ledger.clone(), stop.clone(), n)))
+        .map(|n| actix_rt::spawn(worker(base.clone(), witness.clone(), ledger.clone(), stop.clone(), n)))
         .collect();
     actix_rt::time::sleep(TRAFFIC_BEFORE_KILL).await;
     child.kill(); // SIGKILL: no shutdown hooks run.
@@ -150,8 +196,11 @@ async fn kill_mid_traffic_and_check(dir: &Path, backend: &str) {
         "too few revocations: {}",
         ledger.revoked.len()
     );
+    ledger
+}
 
-    let (mut child, base) = spawn_tessera(dir).await;
+/// Every acknowledged token active at `base`, every acknowledged revocation refused there.
+async fn check(ledger: &Ledger, base: &str, what: &str) {
     let http = client();
     let mut lost = Vec::new();
     let mut resurrected = Vec::new();
@@ -162,7 +211,7 @@ async fn kill_mid_traffic_and_check(dir: &Path, backend: &str) {
         if attempted && !revoked {
             continue; // the kill interrupted this revocation: either outcome is correct
         }
-        let active = is_active(&http, &base, token).await;
+        let active = is_active(&http, base, token).await;
         match (revoked, active) {
             (false, false) => lost.push(token.clone()),
             (true, true) => resurrected.push(token.clone()),
@@ -170,19 +219,18 @@ async fn kill_mid_traffic_and_check(dir: &Path, backend: &str) {
             (true, false) => {}
         }
     }
-    child.kill();
     assert!(
         lost.is_empty(),
-        "{} acknowledged tokens were lost by the crash",
+        "{what}: {} acknowledged tokens were lost by the crash",
         lost.len()
     );
     assert!(
         resurrected.is_empty(),
-        "{} acknowledged revocations were undone by the crash",
+        "{what}: {} acknowledged revocations were undone by the crash",
         resurrected.len()
     );
     eprintln!(
-        "crash test ({backend}): {} issued, {} revoked, {} checked active after restart",
+        "crash test ({what}): {} issued, {} revoked, {} checked active",
         ledger.issued.len(),
         ledger.revoked.len(),
         checked_active
