@@ -94,8 +94,8 @@ api_auth=$(printf 'api-server:api-secret' | base64)
 demo_auth=$(printf 'demo-client:demo-secret' | base64)
 if ((TOKENS > 0)); then
   # Every variant must hold the pool: a token it does not know is answered inactive, cheaply.
-  sample=$(head -1 "$pool.tokens")
   for name in "${names[@]}"; do
+    sample=$(head -1 "${tokens[$name]}")
     curl -sf -H "Authorization: Basic $api_auth" -d "token=$sample" "${url[$name]}/oauth/introspect" \
       | grep -q '"active":true' || { echo "$name does not hold the pool: a pool token is inactive" >&2; exit 1; }
   done

@@ -13,38 +13,12 @@ use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{client, spawn_tessera};
+use common::{active_at, client, spawn_tessera, write_config};
 
 const WORKERS: usize = 24;
 /// Bounds on the campaign before the kill: whichever comes first.
 const MAX_REQUESTS_PER_WORKER: usize = 2_000;
 const TRAFFIC_BEFORE_KILL: Duration = Duration::from_millis(1500);
-
-fn write_config(dir: &Path, workers: usize, shards: usize) {
-    write_config_with(dir, workers, shards, "");
-}
-
-/// The same, with `extra` (more settings) before the clients.
-fn write_config_with(dir: &Path, workers: usize, shards: usize, extra: &str) {
-    let data = dir.join("data");
-    let toml = format!(
-        "bind = \"127.0.0.1:0\"\ndata_dir = {data:?}\nworkers = {workers}\nshards = {shards}\n{extra}\n{}",
-        common::CLIENTS
-    );
-    std::fs::write(dir.join("tessera.toml"), toml).unwrap();
-}
-
-async fn is_active(http: &awc::Client, base: &str, token: &str) -> bool {
-    let mut r = http
-        .post(format!("{base}/oauth/introspect"))
-        .basic_auth("api-server", "api-secret")
-        .send_form(&[("token", token)])
-        .await
-        .unwrap();
-    r.json::<serde_json::Value>().await.unwrap()["active"]
-        .as_bool()
-        .unwrap()
-}
 
 #[derive(Default)]
 struct Ledger {
@@ -94,7 +68,7 @@ async fn worker(base: String, witness: Option<String>, ledger: Rc<RefCell<Ledger
             ledger.borrow_mut().issued.push(token.clone());
             if let Some(witness) = &witness {
                 assert!(
-                    is_active(&http, witness, &token).await,
+                    active_at(witness, &token).await,
                     "a token is active on another node as soon as its issuer answered"
                 );
             }
@@ -106,7 +80,7 @@ async fn worker(base: String, witness: Option<String>, ledger: Rc<RefCell<Ledger
 #[actix_rt::test]
 async fn sigkill_loses_no_acknowledged_issuance_or_revocation() {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), 2, 2);
+    write_config(dir.path(), 2, 2, "");
     kill_mid_traffic_and_check(dir.path(), "sled").await;
 }
 
@@ -115,7 +89,7 @@ async fn sigkill_loses_no_acknowledged_issuance_or_revocation_on_postgres() {
     let postgres = tessera::store::pg::testing::TestPostgres::start();
     let dir = tempfile::tempdir().unwrap();
     let url = postgres.database();
-    write_config_with(
+    write_config(
         dir.path(),
         2,
         2,
@@ -157,8 +131,8 @@ async fn a_node_killed_mid_traffic_loses_nothing_its_peer_or_its_restart_can_see
          cluster_stale_ms = 10000",
         a.path().join("server.key")
     );
-    write_config_with(a.path(), 2, 2, &shared);
-    write_config_with(b.path(), 1, 2, &shared);
+    write_config(a.path(), 2, 2, &shared);
+    write_config(b.path(), 1, 2, &shared);
     let (mut peer, peer_base) = spawn_tessera(b.path()).await;
     let ledger = kill_mid_traffic(a.path(), Some(peer_base.clone())).await;
     // One poll of the change log, with room for a loaded machine.
@@ -201,7 +175,6 @@ async fn kill_mid_traffic(dir: &Path, witness: Option<String>) -> Ledger {
 
 /// Every acknowledged token active at `base`, every acknowledged revocation refused there.
 async fn check(ledger: &Ledger, base: &str, what: &str) {
-    let http = client();
     let mut lost = Vec::new();
     let mut resurrected = Vec::new();
     let mut checked_active = 0;
@@ -211,7 +184,7 @@ async fn check(ledger: &Ledger, base: &str, what: &str) {
         if attempted && !revoked {
             continue; // the kill interrupted this revocation: either outcome is correct
         }
-        let active = is_active(&http, base, token).await;
+        let active = active_at(base, token).await;
         match (revoked, active) {
             (false, false) => lost.push(token.clone()),
             (true, true) => resurrected.push(token.clone()),
@@ -242,7 +215,7 @@ async fn check(ledger: &Ledger, base: &str, what: &str) {
 #[actix_rt::test]
 async fn sigterm_stops_cleanly_and_keeps_every_token() {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), 1, 1);
+    write_config(dir.path(), 1, 1, "");
     let (mut server, base) = spawn_tessera(dir.path()).await;
     let http = client();
     let mut tokens = Vec::new();
@@ -277,9 +250,6 @@ async fn sigterm_stops_cleanly_and_keeps_every_token() {
 
     let (_server, base) = spawn_tessera(dir.path()).await;
     for token in &tokens {
-        assert!(
-            is_active(&http, &base, token).await,
-            "token lost across a graceful restart"
-        );
+        assert!(active_at(&base, token).await, "token lost across a graceful restart");
     }
 }

@@ -347,15 +347,6 @@ async fn a_position_the_log_cannot_serve_is_a_reset() {
     s.stop().await;
 }
 
-fn write_config(dir: &std::path::Path) {
-    let toml = format!(
-        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 2\nshards = 2\nid_token_alg = \"ES256\"\n{}",
-        dir.join("data"),
-        common::CLIENTS
-    );
-    std::fs::write(dir.join("tessera.toml"), toml).unwrap();
-}
-
 async fn jti_at(base: &str, token: &str) -> String {
     let mut r = client()
         .post(format!("{base}/oauth/introspect"))
@@ -369,7 +360,7 @@ async fn jti_at(base: &str, token: &str) -> String {
 #[actix_rt::test]
 async fn an_acknowledged_revocation_is_in_the_log_after_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path());
+    common::write_config(dir.path(), 2, 2, "id_token_alg = \"ES256\"");
     let (mut tessera, base) = common::spawn_tessera(dir.path()).await;
     let tokens: Vec<String> = futures_util::future::join_all((0..40).map(|_| issue_at(&base))).await;
     let mut jtis = Vec::new();

@@ -6,25 +6,10 @@ use std::path::Path;
 use tessera::store::pg::testing::TestPostgres;
 
 use crate::common::cli::{ok, run_beside};
-use crate::common::{self, client, issue_at, revoke_at, spawn_tessera};
+use crate::common::{self, active_at, client, issue_at, revoke_at, spawn_tessera};
 
 fn write_config(dir: &Path, store: &str) {
-    let toml = format!(
-        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = 1\nshards = 2\nid_token_alg = \"ES256\"\n{store}\n{}",
-        dir.join("data"),
-        common::CLIENTS
-    );
-    std::fs::write(dir.join("tessera.toml"), toml).unwrap();
-}
-
-async fn active(base: &str, token: &str) -> bool {
-    let mut r = client()
-        .post(format!("{base}/oauth/introspect"))
-        .basic_auth("api-server", "api-secret")
-        .send_form(&[("token", token)])
-        .await
-        .unwrap();
-    r.json::<serde_json::Value>().await.unwrap()["active"] == true
+    common::write_config(dir, 1, 2, &format!("id_token_alg = \"ES256\"\n{store}"));
 }
 
 async fn tessera(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -84,11 +69,11 @@ async fn a_sled_installation_moves_to_postgres_and_a_second_copy_adds_nothing() 
     let (_server, base) = spawn_tessera(dir).await;
     for token in &tokens {
         assert!(
-            active(&base, token).await,
+            active_at(&base, token).await,
             "a token issued on sled is active on PostgreSQL"
         );
     }
-    assert!(!active(&base, &revoked).await, "a revoked token stays revoked");
+    assert!(!active_at(&base, &revoked).await, "a revoked token stays revoked");
     let mut r = client()
         .post(format!("{base}/oauth/token"))
         .basic_auth("moved-app", &secret)
@@ -97,7 +82,7 @@ async fn a_sled_installation_moves_to_postgres_and_a_second_copy_adds_nothing() 
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "the client moved, with its secret's digest");
     let issued: serde_json::Value = r.json().await.unwrap();
-    assert!(active(&base, issued["access_token"].as_str().unwrap()).await);
+    assert!(active_at(&base, issued["access_token"].as_str().unwrap()).await);
     let users = ok(&tessera(dir, &["user", "list"]).await);
     assert!(users.contains("carol"), "the user moved: {users}");
 }

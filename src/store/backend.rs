@@ -211,6 +211,16 @@ pub enum Loaded {
 }
 
 impl Loaded {
+    /// The entry to write for this one, which was kept under a key expiring at `exp` (a revoked
+    /// family's expiry is its key's): what a copy to another store writes.
+    pub fn as_entry(&self, exp: u64) -> Entry<'_> {
+        match self {
+            Loaded::Token(record) => Entry::Token(record),
+            Loaded::Code(record) => Entry::Code(record),
+            Loaded::RevokedFamily => Entry::RevokedFamily { until: exp },
+        }
+    }
+
     /// The entry of kind `kind` whose record is encoded in `record`.
     pub fn decode(kind: Kind, record: &[u8]) -> Result<Loaded, StoreError> {
         Ok(match kind {
@@ -237,7 +247,7 @@ impl Loaded {
 }
 
 /// The kinds of entry. Every backend stores a kind as its [`code`](Kind::code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Token,
     Code,

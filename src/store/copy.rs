@@ -23,7 +23,7 @@ use std::collections::HashSet;
 
 use crate::crypto::TokenDigest;
 
-use super::backend::{Backend, Entry, Kind, Loaded, LogBounds};
+use super::backend::{Backend, Kind, LogBounds};
 use super::StoreError;
 
 /// Entries written between two flushes of the destination.
@@ -39,14 +39,6 @@ pub struct Copied {
     pub entries: usize,
     /// Entries the destination held already (an earlier run copied them).
     pub present: usize,
-}
-
-fn kind_of(entry: &Loaded) -> Kind {
-    match entry {
-        Loaded::Token(_) => Kind::Token,
-        Loaded::Code(_) => Kind::Code,
-        Loaded::RevokedFamily => Kind::RevokedFamily,
-    }
 }
 
 /// Copies what `from` holds into `to`, both laid out in `shards` partitions (the shard count
@@ -81,22 +73,18 @@ pub fn copy(from: &dyn Backend, to: &dyn Backend, shards: usize, now: u64) -> Re
     let sources = from.partitions(shards)?;
     let mut targets = to.partitions(shards)?;
     for (source, target) in sources.iter().zip(targets.iter_mut()) {
-        let mut held: HashSet<(u8, TokenDigest)> = HashSet::new();
-        target.load(now, &mut |_, digest, entry| {
-            held.insert((kind_of(&entry).code(), digest));
+        let mut held: HashSet<(Kind, TokenDigest)> = HashSet::new();
+        target.load(now, &mut |key, digest, loaded| {
+            held.insert((loaded.as_entry(key.exp).kind(), digest));
             Ok(())
         })?;
         let mut unflushed = 0;
-        source.load(now, &mut |key, digest, entry| {
-            if held.contains(&(kind_of(&entry).code(), digest)) {
+        source.load(now, &mut |key, digest, loaded| {
+            let entry = loaded.as_entry(key.exp);
+            if held.contains(&(entry.kind(), digest)) {
                 copied.present += 1;
                 return Ok(());
             }
-            let entry = match &entry {
-                Loaded::Token(record) => Entry::Token(record),
-                Loaded::Code(record) => Entry::Code(record),
-                Loaded::RevokedFamily => Entry::RevokedFamily { until: key.exp },
-            };
             target.put(&digest, entry)?;
             copied.entries += 1;
             unflushed += 1;
@@ -116,7 +104,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::store::backend::EntryKey;
+    use crate::store::backend::{Entry, EntryKey};
     use crate::store::contract::{client, user};
     use crate::store::pg::testing::TestPostgres;
     use crate::store::pg::{Holding, PgBackend};
@@ -130,13 +118,9 @@ mod tests {
     fn entries(backend: &dyn Backend) -> BTreeSet<(usize, u8, [u8; 32], u64, bool)> {
         let mut all = BTreeSet::new();
         for (k, log) in backend.partitions(SHARDS).unwrap().iter().enumerate() {
-            log.load(NOW, &mut |key: EntryKey, digest, entry| {
-                let used = match &entry {
-                    Loaded::Token(r) => r.claims.token_type == crate::store::TokenType::UsedRefresh,
-                    Loaded::Code(r) => r.redeemed,
-                    Loaded::RevokedFamily => false,
-                };
-                all.insert((k, kind_of(&entry).code(), digest.0, key.exp, used));
+            log.load(NOW, &mut |key: EntryKey, digest, loaded| {
+                let entry = loaded.as_entry(key.exp);
+                all.insert((k, entry.kind().code(), digest.0, key.exp, entry.used()));
                 Ok(())
             })
             .unwrap();

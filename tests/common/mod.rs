@@ -370,6 +370,29 @@ pub async fn issue_at(base: &str) -> String {
     v["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Whether `token` introspects active (as api-server) at the Tessera at `base`.
+pub async fn active_at(base: &str, token: &str) -> bool {
+    let mut r = client()
+        .post(format!("{base}/oauth/introspect"))
+        .basic_auth("api-server", "api-secret")
+        .send_form(&[("token", token)])
+        .await
+        .unwrap();
+    r.json::<Value>().await.unwrap()["active"]
+        .as_bool()
+        .expect("an introspection answer says whether the token is active")
+}
+
+/// Writes `<dir>/tessera.toml` for [`spawn_tessera`]: port 0, `<dir>/data`, `workers` and
+/// `shards`, then `extra` settings, then the test clients.
+pub fn write_config(dir: &std::path::Path, workers: usize, shards: usize, extra: &str) {
+    let toml = format!(
+        "bind = \"127.0.0.1:0\"\ndata_dir = {:?}\nworkers = {workers}\nshards = {shards}\n{extra}\n{CLIENTS}",
+        dir.join("data"),
+    );
+    std::fs::write(dir.join("tessera.toml"), toml).unwrap();
+}
+
 /// Revokes `token` as demo-client at the Tessera at `base`, and checks that it answered 200.
 pub async fn revoke_at(base: &str, token: &str) {
     let r = client()

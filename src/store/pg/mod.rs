@@ -432,6 +432,14 @@ mod tests {
         }
     }
 
+    /// A runtime to await [`SharedDatabase`] futures on (they run on the backend's own).
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn postgres_keeps_the_storage_contract() {
         let server = TestPostgres::start();
@@ -485,10 +493,7 @@ mod tests {
         let (head_a, head_b) = (*log_a.head().borrow(), *log_b.head().borrow());
         assert!(head_b < head_a, "numbers follow commits: {head_b} then {head_a}");
         let shared = b.shared().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let read = rt.block_on(shared.changes_after(0, 10)).unwrap();
         assert_eq!(
             read.iter().map(|c| (c.seq, c.change.clone())).collect::<Vec<_>>(),
@@ -512,10 +517,7 @@ mod tests {
             PgBackend::connect(&url, Holding::Node).unwrap(),
         );
         let (on_a, on_b) = (a.shared().unwrap(), b.shared().unwrap());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let family = crate::crypto::TokenDigest([7; 32]);
         let removed = rt
             .block_on(on_a.revoke_stored(Revoked::Family(family), 5000, 10))
